@@ -1,0 +1,3 @@
+"""imgexp: config-driven experiments for image recognition."""
+
+__version__ = "0.1.0"

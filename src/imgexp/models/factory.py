@@ -1,0 +1,72 @@
+"""Build the LightningModule from a composed config, or rebuild it from a checkpoint alone."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from imgexp.errors import ImgexpError
+from imgexp.models.module import ImageClassifier
+
+
+def build_mixup(cfg: DictConfig | None, num_classes: int):
+    if not cfg or not cfg.get("enabled", False):
+        return None
+    from timm.data import Mixup
+
+    kwargs = {k: v for k, v in cfg.items() if k != "enabled"}
+    return Mixup(num_classes=num_classes, **kwargs)
+
+
+def build_model(cfg: DictConfig, class_names: list[str],
+                train_labels: np.ndarray | None = None) -> ImageClassifier:
+    n = len(class_names)
+    backbone = instantiate(cfg.model.backbone)
+    head = instantiate(cfg.model.head, in_features=backbone.num_features, num_classes=n)
+    loss = instantiate(cfg.model.loss, train_labels=train_labels, num_classes=n)
+    mixup = build_mixup(cfg.model.get("mixup"), n)
+    if mixup is not None and getattr(head, "kind", "") != "classifier":
+        raise ImgexpError("model.mixup needs a softmax head (mixed labels have no meaning for "
+                          "a triplet/embedding loss): set model.mixup.enabled=false")
+    optimizer = instantiate(cfg.optimizer) if cfg.get("optimizer") else None
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    module = ImageClassifier(
+        backbone, head, loss, optimizer, scheduler, class_names,
+        mean=tuple(cfg.model.mean), std=tuple(cfg.model.std),
+        channels_last=cfg.model.channels_last, mixup=mixup,
+        config=OmegaConf.to_container(cfg, resolve=True))
+    if cfg.model.get("compile"):
+        # in place: state_dict keys stay the same as without compile
+        module.backbone.compile()
+    return module
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ImgexpError(f"checkpoint {path} not found: pass ckpt_path=RUN/checkpoints/best.ckpt")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "imgexp" not in ckpt:
+        raise ImgexpError(f"{path} is not an imgexp checkpoint (no class names/config inside)")
+    return ckpt
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> ImageClassifier:
+    """Rebuild the trained model from its checkpoint; eval mode, no optimizer."""
+    ckpt = read_checkpoint(path)
+    cfg = OmegaConf.create(ckpt["imgexp"]["config"])
+    with open_dict(cfg):
+        # weights come from the checkpoint: never reach for the network or the train labels
+        if "pretrained" in cfg.model.backbone:
+            cfg.model.backbone.pretrained = False
+            cfg.model.backbone.checkpoint_path = None
+        if "class_weights" in cfg.model.loss:
+            cfg.model.loss.class_weights = None
+        cfg.model.compile = False
+        cfg.optimizer = None
+        cfg.scheduler = None
+    module = build_model(cfg, ckpt["imgexp"]["class_names"])
+    module.load_state_dict(ckpt["state_dict"], strict=False)
+    return module.to(map_location).eval()

@@ -1,0 +1,149 @@
+"""One LightningModule for every composition of backbone + head + loss.
+
+Inputs are uint8 NCHW batches; normalisation lives here so a checkpoint alone says how to
+feed the model (eval, predict, explain and the app need nothing else).
+"""
+
+import logging
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from imgexp.errors import ImgexpError
+
+log = logging.getLogger(__name__)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection({
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+    }, prefix=prefix)
+
+
+class ImageClassifier(L.LightningModule):
+    def __init__(self, backbone: nn.Module, head: nn.Module, loss: nn.Module,
+                 optimizer=None, scheduler=None, class_names=(), mean=IMAGENET_MEAN,
+                 std=IMAGENET_STD, channels_last: bool = False, mixup=None,
+                 config: dict | None = None):
+        super().__init__()
+        self.backbone, self.head, self.loss_fn = backbone, head, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.class_names = list(class_names)
+        self.channels_last = channels_last
+        self.mixup = mixup
+        self.config = config or {}
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+        n = len(self.class_names)
+        self.train_metrics = classification_metrics(n, "train/")
+        self.val_metrics = classification_metrics(n, "val/")
+        self.test_metrics = classification_metrics(n, "test/")
+        self.val_acc_best = MaxMetric()
+        self.skipped: set[str] = set()
+        self.wandb_run_id: str | None = None
+
+    # -- inference ---------------------------------------------------------------------------
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features of uint8 images."""
+        return self.backbone(self.preprocess(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Head output (logits for a softmax head) of uint8 images."""
+        return self.head(self.features(images))
+
+    # -- steps -------------------------------------------------------------------------------
+    def _note_skipped(self, batch: dict) -> None:
+        for entry in batch.get("skipped", ()):
+            if entry not in self.skipped:
+                self.skipped.add(entry)
+                log.warning("skipping unreadable image %s", entry)
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self._trainer else None
+            raise ImgexpError(
+                f"loss is {loss.item()} at step {self.global_step} (epoch {self.current_epoch}): "
+                f"the learning rate is probably too high (current lr={lr}) or the inputs hold "
+                "NaN/inf; lower optimizer.lr, set trainer.gradient_clip_val=1.0, or check the data")
+
+    def training_step(self, batch: dict, batch_idx: int):
+        self._note_skipped(batch)
+        y = batch["label"]
+        if y.numel() == 0:
+            return None
+        x = self.preprocess(batch["image"])
+        if self.mixup is not None and len(y) % 2 == 0:
+            x, soft = self.mixup(x, y)
+            logits = self.head(self.backbone(x))
+            loss = torch.sum(-soft * torch.log_softmax(logits, dim=-1), dim=-1).mean()
+        else:
+            logits = self.head(self.backbone(x))
+            loss = self.loss_fn(logits, y)
+        self._check_finite(loss)
+        self.train_metrics.update(logits.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute())
+        self.train_metrics.reset()
+
+    def _eval_step(self, batch: dict, metrics: MetricCollection, stage: str) -> None:
+        self._note_skipped(batch)
+        y = batch["label"]
+        if y.numel() == 0:
+            return
+        logits = self(batch["image"])
+        metrics.update(logits, y)
+        self.log(f"{stage}/loss", self.loss_fn(logits, y), on_epoch=True, batch_size=len(y))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.val_acc_best.update(values["val/acc"])
+        self.log_dict(values, prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute())
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    # -- optimisation ------------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ImgexpError("no optimizer configured: choose one with optimizer=adam|adamw|sgd")
+        optimizer = self.optimizer_factory(params=self.param_groups())
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoint contract -----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["imgexp"] = {"class_names": self.class_names, "config": self.config,
+                                "wandb_run_id": self.wandb_run_id,
+                                "skipped": sorted(self.skipped)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get("imgexp", {})
+        self.skipped.update(meta.get("skipped", ()))
