@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
@@ -33,7 +34,7 @@ def _hydra_context() -> dict:
     experiment = hc.runtime.choices.get("experiment")
     ctx = {"tags": [experiment] if experiment else None,
            "name": hc.job.override_dirname or None}
-    if hc.mode.name == "MULTIRUN":
+    if hc.mode == RunMode.MULTIRUN:
         ctx["group"] = Path(hc.sweep.dir).name
     return ctx
 
