@@ -61,6 +61,19 @@ class ImageClassifier(L.LightningModule):
         """Head output (logits for a softmax head) of uint8 images."""
         return self.head(self.features(images))
 
+    @torch.inference_mode()
+    def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, num_classes) class probabilities of uint8 images, whatever the head.
+
+        The one prediction rule shared by eval, predict, explain and the app.
+        """
+        return torch.softmax(self(images), dim=-1)
+
+    @torch.inference_mode()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised vectors for similarity (penultimate features for a softmax head)."""
+        return nn.functional.normalize(self.features(images).float(), dim=-1)
+
     # -- steps -------------------------------------------------------------------------------
     def _note_skipped(self, batch: dict) -> None:
         for entry in batch.get("skipped", ()):
