@@ -16,7 +16,7 @@ from imgexp.curation.selection import (
     select,
     solve_budget,
 )
-from imgexp.curation.similarity import similarity_score
+from imgexp.curation.similarity import redundancy_score, similarity_score
 from imgexp.errors import ImgexpError
 
 
@@ -112,6 +112,19 @@ def test_similarity_score_is_zero_for_unrelated_and_lower_for_a_diverse_subset()
     assert scores["kcenter"] < whole["mean"] - 0.1  # the duplicates are dropped
     assert scores["kcenter"] < scores["random"] < scores["centroid"]
     assert scores["centroid"] > 0.8  # the most typical images are the duplicates
+
+
+def test_redundancy_score_falls_when_near_duplicates_are_dropped():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(10, 16))
+    # ten groups; each image has a near-duplicate (two shots of the same scene)
+    scenes = centres[rng.integers(0, 10, 300)] + 0.5 * rng.normal(size=(300, 16))
+    x = np.r_[scenes, scenes + 0.01 * rng.normal(size=scenes.shape)]
+    center = x.mean(0)
+    whole = redundancy_score(x, center, sample_size=200, n_experiments=10)
+    unique = redundancy_score(x[:300], center, sample_size=200, n_experiments=10)
+    assert whole["sample_size"] == unique["sample_size"] == 200
+    assert whole["mean"] > unique["mean"] + 0.03 and whole["std"] < 0.01
 
 
 def test_auto_k_picks_the_constructed_number_of_clusters(tmp_path):

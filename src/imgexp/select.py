@@ -9,15 +9,16 @@ from imgexp.curation.stage import run_select
 
 
 def report(summary: dict, run_dir: Path) -> None:
-    sim_all, sim_sel = summary["similarity_all"], summary["similarity_selected"]
     print(f"\nrun directory: {run_dir}")
     print(f"  images: {summary['n_images']}  selected: {summary['n_selected']} "
           f"({summary['selected_fraction']:.1%}) in {summary['clustering']['n_clusters']} clusters")
     print(f"  features: {summary['features']['computed']} computed, "
           f"{summary['features']['cached']} cached, {len(summary['unreadable'])} unreadable")
-    if sim_all["mean"] is not None and sim_sel["mean"] is not None:
-        print(f"  similarity: all {sim_all['mean']:.4f} ± {sim_all['std']:.4f}, "
-              f"selected {sim_sel['mean']:.4f} ± {sim_sel['std']:.4f} (0 = unrelated)")
+    for name, hint in (("similarity", "0 = unrelated"), ("redundancy", "nearest look-alike")):
+        whole, part = summary[f"{name}_all"], summary[f"{name}_selected"]
+        if whole["mean"] is not None and part["mean"] is not None:
+            print(f"  {name}: all {whole['mean']:.4f} ± {whole['std']:.4f}, "
+                  f"selected {part['mean']:.4f} ± {part['std']:.4f} ({hint}; lower = more diverse)")
     print(f"selection: {run_dir / 'selection.csv'}")
     if summary["manifest"]:
         print(f"train on it: imgexp-train data=manifest data.manifest={summary['manifest']}")

@@ -193,6 +193,8 @@ def extract_features(paths: list[str | Path], extractor: FeatureExtractor,
     log.info("features of %d images: %d cached, %d to compute (%s)", len(paths), cached,
              len(todo), extractor.identity)
 
+    # computed rows not yet in a chunk: all are written once they reach chunk_size in total,
+    # so a crash loses fewer than chunk_size images (plus the batch in flight)
     pending: dict[Path, list[int]] = defaultdict(list)
 
     def flush(folder: Path) -> None:
@@ -211,8 +213,9 @@ def extract_features(paths: list[str | Path], extractor: FeatureExtractor,
                     i = todo[j]
                     rows[i] = row
                     pending[paths[i].parent].append(i)
-            for folder in [f for f, idx in pending.items() if len(idx) >= chunk_size]:
-                flush(folder)
+            if sum(map(len, pending.values())) >= chunk_size:
+                for folder in list(pending):
+                    flush(folder)
             bar.update(len(batch["index"]) + len(batch["skipped"]))
         bar.close()
         for folder in list(pending):

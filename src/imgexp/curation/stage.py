@@ -13,7 +13,7 @@ from imgexp.curation.export import export_selection
 from imgexp.curation.features import FeatureExtractor, extract_features
 from imgexp.curation.outputs import write_outputs
 from imgexp.curation.selection import cluster_counts, cluster_shares, select, solve_budget
-from imgexp.curation.similarity import similarity_score
+from imgexp.curation.similarity import redundancy_score, similarity_score
 from imgexp.data.splits import Sample, is_candidate_image
 from imgexp.errors import ImgexpError
 
@@ -98,11 +98,14 @@ def run_select(cfg: DictConfig) -> dict:
                                            else None, cfg.seed),
                            clusters.labels, clusters.distances, counts, s.within, cfg.seed)
 
-    center = features.mean(0)
-    similarity = {
-        name: similarity_score(feats, center, s.n_experiments, s.pairs_per_experiment, cfg.seed)
-        for name, feats in (("similarity_all", features), ("similarity_selected",
-                                                           features[chosen]))}
+    center = features.mean(0)  # one origin for both sets, so their scores compare
+    similarity = {}
+    sample = min(s.redundancy_sample, len(chosen))
+    for name, feats in (("all", features), ("selected", features[chosen])):
+        similarity[f"similarity_{name}"] = similarity_score(
+            feats, center, s.n_experiments, s.pairs_per_experiment, cfg.seed)
+        similarity[f"redundancy_{name}"] = redundancy_score(
+            feats, center, sample, s.n_experiments, cfg.seed)
     exported = export_selection(root, [samples[i].path for i in chosen], s.export, s.export_dir)
     summary = write_outputs(
         run_dir, cfg, root, samples, others, features, clusters, counts, chosen, ranks,
