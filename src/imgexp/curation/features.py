@@ -175,7 +175,8 @@ def extract_features(paths: list[str | Path], extractor: FeatureExtractor,
     """
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
-    hashes = hash_files(paths)
+    # content hashes key the cache; without one there is nothing to look up
+    hashes = hash_files(paths) if cache_dir is not None else [""] * len(paths)
     by_folder: dict[Path, list[int]] = defaultdict(list)
     for i, p in enumerate(paths):
         by_folder[p.parent].append(i)
