@@ -12,8 +12,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from imgexp.curation.clustering import cluster_features, run_kmeans
-from imgexp.curation.stage import choose_counts, selection_space
 from imgexp.curation.selection import select
+from imgexp.curation.stage import choose_counts, selection_space
 
 K = 20
 SELECT = OmegaConf.create({"budget": None, "p_min": 0.1, "p_max": 0.6, "growth": 2.0,

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose_config
 from PIL import Image
 
+from conftest import compose_config
 from imgexp.curation.stage import run_select
 from imgexp.data import read_manifest
 from imgexp.errors import ImgexpError

@@ -25,7 +25,7 @@ def blobs(sizes, dim=16, spread=0.3, seed=0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(len(sizes), dim))
     centres *= 10 / np.linalg.norm(centres, axis=1, keepdims=True)
-    x = np.concatenate([c + spread * rng.normal(size=(n, dim)) for c, n in zip(centres, sizes)])
+    x = np.concatenate([c + spread * rng.normal(size=(n, dim)) for c, n in zip(centres, sizes, strict=True)])
     y = np.repeat(np.arange(len(sizes)), sizes)
     return x.astype(np.float32), y
 
