@@ -7,15 +7,14 @@ must not be the bottleneck). ResNet50 (random init, weights do not change the sp
 """
 
 import copy
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torchvision import transforms
 
+from benchmarks.common import median_time
 from imgexp.curation.features import FeatureExtractor, extract_features
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,15 +55,6 @@ def model_only(extractor: FeatureExtractor, n: int) -> None:
     images = torch.randint(0, 256, (BATCH, 3, SIZE, SIZE), dtype=torch.uint8)
     for _ in range(0, n, BATCH):
         extractor(images)
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def run(quick: bool = False) -> dict:
