@@ -114,12 +114,14 @@ def test_unlabelled_flat_folder_and_export(digits_root, digits_ckpt, tmp_path):
     flat.mkdir()
     for i, path in enumerate(sorted(digits_root.rglob("*.png"))[::40]):
         (flat / f"img_{i:03d}.png").write_bytes(path.read_bytes())
+    (flat / "broken.jpg").write_bytes(b"not a jpeg")
     cfg = compose_config("select", [
         f"data.root={flat}", f"select.ckpt_path={digits_ckpt}", f"select.cache_dir={tmp_path}/c",
         "select.n_clusters=4", "select.export=copy", f"select.export_dir={tmp_path}/out",
         "select.pictures=false", "select.n_experiments=5"], tmp_path / "run")
     summary = run_select(cfg)
     assert summary["n_images"] == 45 and summary["manifest"] is None
+    assert summary["unreadable"] == [str(flat / "broken.jpg")]
     assert summary["labels_all"] == {} and summary["export"]["exported"] == summary["n_selected"]
     assert len(list((tmp_path / "out").glob("*.png"))) == summary["n_selected"]
 

@@ -83,7 +83,11 @@ def run_select(cfg: DictConfig) -> dict:
         [root / x.path for x in samples], extractor, cache_dir=s.cache_dir,
         recompute=s.recompute, batch_size=cfg.data.batch_size,
         num_workers=cfg.data.num_workers, chunk_size=s.chunk_size, export_csv=s.export_csv)
-    readable = ~np.isnan(features).any(1)
+    unreadable = set(stats["unreadable"])
+    readable = np.array([str(root / x.path) not in unreadable for x in samples])
+    if readable.sum() < 2:
+        raise ImgexpError(f"only {readable.sum()} of {len(samples)} images under {root} could "
+                          "be decoded: check the files (imgexp-prepare lists the reasons)")
     samples = [x for x, ok in zip(samples, readable, strict=True) if ok]
     features = features[readable]
     log.info("features: %d computed, %d cached, %d unreadable, dim %d", stats["computed"],
