@@ -35,7 +35,9 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None
     if not manifest.is_file():
         raise ImgexpError(f"manifest {manifest} not found: set data.manifest= to the "
                           "manifest.csv written by imgexp-prepare")
-    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    # surrogateescape: imgexp-prepare keeps non-UTF-8 file names as the bytes on disk
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False,
+                     encoding_errors="surrogateescape")
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
         raise ImgexpError(f"manifest {manifest} lacks column(s) {missing}; "
