@@ -62,12 +62,22 @@ class FileCheck:
 def inspect_file(root: str, rel: str, options: CheckOptions) -> FileCheck:
     check = FileCheck(rel)
     notes: list[str] = []
+    if not rel.isascii() and not _is_utf8(rel):
+        notes.append("file name is not valid UTF-8 (kept as its bytes)")
     try:
         _inspect(os.path.join(root, rel), check, notes, options)
     except UnreadableImage as exc:
         check.reason, check.code = str(exc), exc.reason
     check.notes = tuple(notes)
     return check
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # undecodable bytes became lone surrogates (surrogateescape)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _inspect(path: str, check: FileCheck, notes: list[str], opt: CheckOptions) -> None:
@@ -86,8 +96,13 @@ def _inspect(path: str, check: FileCheck, notes: list[str], opt: CheckOptions) -
         check.sha256 = hashlib.file_digest(f, "sha256").hexdigest()
         f.seek(0)
         with _open(f, kind, is_image) as img:
-            _describe(img, Path(path).suffix.lower(), check, notes, opt)
-            _decode(img, check, opt)
+            try:
+                _describe(img, Path(path).suffix.lower(), check, notes, opt)
+                _decode(img, check, opt)
+            except UnreadableImage:
+                raise
+            except Exception as exc:  # reading EXIF of a cut PNG decodes it, and fails there
+                raise decode_failure(exc) from None
 
 
 def _stat(path: str) -> os.stat_result:

@@ -20,11 +20,11 @@ from imgexp.curation.tables import (
     NOTE_COLUMNS,
     REJECTED_COLUMNS,
     write_csv_atomic,
+    write_json_atomic,
     write_manifest,
 )
 from imgexp.data.splits import SPLITS
 from imgexp.errors import ImgexpError
-from imgexp.tracking.run_files import write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
+from imgexp.curation.tables import write_json_atomic
 from imgexp.errors import ImgexpError
-from imgexp.tracking.run_files import write_json_atomic
 
 log = logging.getLogger(__name__)
 LOG_NAME = "quarantine_log.json"
