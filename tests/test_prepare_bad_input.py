@@ -25,6 +25,7 @@ from prepare_support import (
 )
 
 from imgexp.curation.pipeline import run_prepare
+from imgexp.data import read_manifest
 from imgexp.paths import PROJECT_ROOT
 
 
@@ -169,15 +170,20 @@ def test_100_megapixel_jpeg_check_does_not_blow_up_memory(hundred_mp_root):
     assert int(done.stdout) < 40  # MB
 
 
-def test_non_utf8_and_space_containing_names_are_kept(root, tmp_path):
+def test_non_utf8_name_is_rejected_with_the_fix_and_odd_names_are_kept(root, tmp_path):
     latin1 = os.fsdecode(b"caf\xe9 cr\xe8me.png")
     smooth_image(60).save(root / "cat" / latin1)
-    smooth_image(61).save(root / "dog" / "my dog  (2).png")
+    odd = 'my dog, "Rex" (2) é.png'
+    smooth_image(61).save(root / "dog" / odd)
     out = run_prepare_on(root, tmp_path / "run")
-    assert out.row(f"cat/{latin1}")["label"] == "cat"
-    assert out.row("dog/my dog  (2).png")["label"] == "dog"
-    assert out.notes[f"cat/{latin1}"] == ["file name is not valid UTF-8 (kept as its bytes)"]
-    assert b"caf\xe9 cr\xe8me.png" in (out.run_dir / "manifest.csv").read_bytes()
+    assert out.rejected[f"cat/{latin1}"] == (
+        "non-UTF-8 name: a valid PNG whose file name is not UTF-8; rename it "
+        "(convmv -f latin1 -t utf8 --notest -r DATA_ROOT)")
+    assert b"cat/caf\xe9 cr\xe8me.png" in (out.run_dir / "rejected.csv").read_bytes()
+    assert out.row(f"dog/{odd}")["label"] == "dog"
+    (out.run_dir / "manifest.csv").read_bytes().decode("utf-8")  # the manifest stays UTF-8
+    _, _, samples = read_manifest(out.run_dir / "manifest.csv")
+    assert f"dog/{odd}" in {s.path for s in samples}
 
 
 def test_hidden_and_system_files_are_ignored(root, tmp_path):

@@ -16,11 +16,12 @@ from scipy.sparse.csgraph import connected_components
 from imgexp.curation.inspect import FileCheck
 from imgexp.errors import ImgexpError
 
-# Sort keys: the smallest one is kept; the path breaks ties so the choice is deterministic.
+# Sort keys: the smallest one is kept. Ties go to the copy in the earliest split folder (so
+# a test image copied from train leaves the test set), then to the first path.
 KEEP_RULES: dict[str, Callable[[FileCheck], tuple]] = {
-    "largest": lambda c: (-(c.width * c.height), -c.n_bytes, c.path),
-    "first": lambda c: (c.path,),
-    "oldest": lambda c: (c.mtime, c.path),
+    "largest": lambda c: (-(c.width * c.height), -c.n_bytes),
+    "first": lambda c: (),
+    "oldest": lambda c: (c.mtime,),
 }
 # Pairwise distances are computed a block of rows at a time: block x n stays ~32 MB.
 PAIRS_PER_BLOCK = 4_000_000
@@ -35,8 +36,12 @@ class Duplicate:
 
 
 def find_duplicates(checks: list[FileCheck], keep: str = "largest",
-                    near_radius: int | None = None) -> list[Duplicate]:
-    """Every non-kept member of every duplicate group, sorted by path."""
+                    near_radius: int | None = None, split_rank: dict[str, int] | None = None,
+                    ) -> list[Duplicate]:
+    """Every non-kept member of every duplicate group, sorted by path.
+
+    `split_rank`: path -> rank of the split folder it sits in (train 0, val 1, test 2).
+    """
     if keep not in KEEP_RULES:
         raise ImgexpError(f"prepare.keep={keep!r} is not a rule: use one of {sorted(KEEP_RULES)}")
     edges: list[tuple[int, int]] = []
@@ -49,7 +54,9 @@ def find_duplicates(checks: list[FileCheck], keep: str = "largest",
         edges += near_pairs(np.array([c.phash for c in checks], dtype=np.uint64), near_radius)
     out = []
     for members in connected_groups(len(checks), edges):
-        kept = checks[min(members, key=lambda i: KEEP_RULES[keep](checks[i]))]
+        kept = checks[min(members, key=lambda i: (*KEEP_RULES[keep](checks[i]),
+                                                  (split_rank or {}).get(checks[i].path, 0),
+                                                  checks[i].path))]
         for i in members:
             other = checks[i]
             if other is kept:

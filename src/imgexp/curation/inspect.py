@@ -62,10 +62,14 @@ class FileCheck:
 def inspect_file(root: str, rel: str, options: CheckOptions) -> FileCheck:
     check = FileCheck(rel)
     notes: list[str] = []
-    if not rel.isascii() and not _is_utf8(rel):
-        notes.append("file name is not valid UTF-8 (kept as its bytes)")
     try:
         _inspect(os.path.join(root, rel), check, notes, options)
+        if not _is_utf8(rel):
+            # a manifest is UTF-8 text read by pandas in every stage: such a name cannot be
+            # listed faithfully, so the image is left out with the command that fixes it
+            raise UnreadableImage(f"non-UTF-8 name: a valid {check.format} whose file name is "
+                                  "not UTF-8; rename it (convmv -f latin1 -t utf8 --notest -r "
+                                  "DATA_ROOT)", "non-UTF-8 name")
     except UnreadableImage as exc:
         check.reason, check.code = str(exc), exc.reason
     check.notes = tuple(notes)

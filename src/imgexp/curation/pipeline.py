@@ -78,9 +78,12 @@ def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig) -> dict:
     """Labels, duplicates and splits for the accepted files."""
     where: dict[str, Candidate] = {c.path: c for c in scan.candidates}
     accepted = [c for c in checks if c.ok]
-    label_of_class = map_labels(scan.class_names, OmegaConf.to_container(p.class_map))
+    class_map = OmegaConf.to_container(p.class_map) if p.class_map else {}
+    label_of_class = map_labels(scan.class_names, class_map)
     label_of = {c.path: label_of_class[where[c.path].class_name] for c in accepted}
-    duplicates = find_duplicates(accepted, p.keep, p.near_dup_radius if p.near_dup else None)
+    split_rank = {c.path: SPLITS.index(c.split) for c in scan.candidates if c.split}
+    duplicates = find_duplicates(accepted, p.keep, p.near_dup_radius if p.near_dup else None,
+                                 split_rank)
     kept_of = {d.path: d.kept for d in duplicates}
     listed = {c.path: label_of[c.path] for c in accepted
               if not (p.drop_duplicates and c.path in kept_of)}

@@ -17,6 +17,7 @@ from imgexp.data.digits import ensure_digits
 from imgexp.data.splits import (
     SPLITS,
     Sample,
+    check_classes_readable,
     has_split_folders,
     scan_class_folders,
     scan_split_folders,
@@ -35,9 +36,7 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None
     if not manifest.is_file():
         raise ImgexpError(f"manifest {manifest} not found: set data.manifest= to the "
                           "manifest.csv written by imgexp-prepare")
-    # surrogateescape: imgexp-prepare keeps non-UTF-8 file names as the bytes on disk
-    df = pd.read_csv(manifest, dtype=str, keep_default_na=False,
-                     encoding_errors="surrogateescape")
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
         raise ImgexpError(f"manifest {manifest} lacks column(s) {missing}; "
@@ -103,6 +102,7 @@ class ImageDataModule(L.LightningDataModule):
                 samples = stratified_split(scan_class_folders(self.root), self.ratios,
                                            self.split_seed)
             classes = sorted({s.label for s in samples})
+        check_classes_readable(self.root, samples)
         self.classes, self.samples = classes, samples
         unknown = sorted({s.label for s in samples} - set(classes))
         if unknown:
