@@ -9,6 +9,7 @@ checked in worker processes; each worker hashes (streamed), sniffs and decodes o
 import errno
 import functools
 import hashlib
+import io
 import multiprocessing
 import os
 import stat
@@ -29,6 +30,7 @@ NEEDS_PLUGIN = {"HEIC", "HEIF", "AVIF", "JPEG 2000"}
 # Pillow names phone JPEGs with a depth map "MPO"; they are JPEGs to every other tool.
 FORMAT_ALIASES = {"MPO": "JPEG"}
 ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+READ_WHOLE_BELOW = 16 * 2**20  # bytes; bigger files are hashed as a stream
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,16 @@ def _inspect(path: str, check: FileCheck, notes: list[str], opt: CheckOptions) -
         raise UnreadableImage("permission denied: the file cannot be read (check its "
                               "permissions)", "permission denied") from None
     with f:
-        kind, is_image = sniff(f.read(HEAD_BYTES))
-        f.seek(0)
-        check.sha256 = hashlib.file_digest(f, "sha256").hexdigest()
-        f.seek(0)
-        with _open(f, kind, is_image) as img:
+        if st.st_size <= READ_WHOLE_BELOW:  # one read serves the hash and the decoder
+            source = io.BytesIO(f.read())
+            check.sha256 = hashlib.sha256(source.getbuffer()).hexdigest()
+        else:  # streamed: a 2 GB TIFF never sits in memory twice
+            source = f
+            check.sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+            f.seek(0)
+        kind, is_image = sniff(source.read(HEAD_BYTES))
+        source.seek(0)
+        with _open(source, kind, is_image) as img:
             try:
                 _describe(img, Path(path).suffix.lower(), check, notes, opt)
                 _decode(img, check, opt)
