@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from conftest import compose_config
 from PIL import Image
 
+from conftest import compose_config
 from imgexp.curation.pipeline import run_prepare
 from imgexp.curation.tables import read_csv
 

@@ -14,8 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_config
 from PIL import Image, ImageDraw
+
+from conftest import compose_config
+from imgexp.curation.pipeline import run_prepare
+from imgexp.data import read_manifest
+from imgexp.paths import PROJECT_ROOT
 from prepare_support import (
     fingerprint,
     make_classes,
@@ -23,10 +27,6 @@ from prepare_support import (
     run_prepare_on,
     smooth_image,
 )
-
-from imgexp.curation.pipeline import run_prepare
-from imgexp.data import read_manifest
-from imgexp.paths import PROJECT_ROOT
 
 
 @pytest.fixture

@@ -9,21 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose_config, train_config
 from PIL import Image
-from prepare_support import (
-    fingerprint,
-    make_classes,
-    read_outputs,
-    run_prepare_on,
-    smooth_image,
-)
 
+from conftest import compose_config, train_config
 from imgexp.curation.pipeline import run_prepare
 from imgexp.curation.tables import read_csv
 from imgexp.data import ImageDataModule, read_manifest
 from imgexp.errors import ImgexpError
 from imgexp.paths import PROJECT_ROOT
+from prepare_support import (
+    fingerprint,
+    make_classes,
+    run_prepare_on,
+    smooth_image,
+)
 
 
 def test_manifest_follows_the_contract_and_is_reproducible(tmp_path):
@@ -248,6 +247,18 @@ def test_bad_options_are_named(tmp_path, override, message):
                          tmp_path / "run")
     with pytest.raises(ImgexpError, match=message):
         run_prepare(cfg)
+
+
+def test_a_root_without_any_usable_image_is_an_error_that_points_at_the_reasons(tmp_path):
+    root = tmp_path / "images"
+    (root / "cat").mkdir(parents=True)
+    (root / "cat" / "a.jpg").write_text("hello")
+    cfg = compose_config("prepare", [f"data.root={root}", "prepare.progress=false"],
+                         tmp_path / "run")
+    with pytest.raises(ImgexpError, match="no usable image under .*rejected.csv"):
+        run_prepare(cfg)
+    assert read_csv(tmp_path / "run" / "rejected.csv") == [
+        {"path": "cat/a.jpg", "reason": "not an image: the content is a text file"}]
 
 
 def test_command_line_prints_the_summary_and_one_line_errors(tmp_path):

@@ -47,7 +47,13 @@ def run_prepare(cfg: DictConfig) -> dict:
                            check_size=p.check_size, phash=p.near_dup)
     checks = inspect_all(root, [c.path for c in scan.candidates], options, p.workers,
                          p.progress)
+    # first, so that it is there to explain a run that finds no usable image
+    write_csv_atomic(run_dir / "rejected.csv", REJECTED_COLUMNS,
+                     sorted([(c.path, c.reason) for c in checks if not c.ok] + scan.ignored))
     result = _decide(scan, checks, p)
+    if not result["rows"]:
+        raise ImgexpError(f"no usable image under {root}: the reasons are in "
+                          f"{run_dir / 'rejected.csv'}")
     summary = _write_outputs(run_dir, root, scan, checks, result, p)
     if p.quarantine == "move":
         moved = quarantine(root, [(c.path, c.reason) for c in checks if not c.ok], run_dir)
@@ -100,8 +106,6 @@ def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig) -> dict:
     if conflicts:
         warnings.append(f"{len(conflicts)} duplicate(s) carry a different label than their kept "
                         "copy (see duplicates.csv): check those labels")
-    if not rows:
-        raise ImgexpError(f"no usable image under {scan.root}: see the reasons in rejected.csv")
     for message in warnings:
         log.warning("%s", message)
     format_of = {c.path: c.format for c in accepted}
@@ -123,8 +127,6 @@ def _write_outputs(run_dir: Path, root: Path, scan: Scan, checks: list[FileCheck
                    result: dict, p: DictConfig) -> dict:
     rows, label_of = result["rows"], result["label_of"]
     write_manifest(run_dir, rows, root, result["classes"], p.seed, p.ratios, result["split"])
-    rejected = sorted([(c.path, c.reason) for c in checks if not c.ok] + scan.ignored)
-    write_csv_atomic(run_dir / "rejected.csv", REJECTED_COLUMNS, rejected)
     write_csv_atomic(run_dir / "duplicates.csv", DUPLICATE_COLUMNS,
                      [(d.path, d.kept, d.kind, d.distance, label_of[d.path], label_of[d.kept])
                       for d in result["duplicates"]])

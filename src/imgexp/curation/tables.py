@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-
 MANIFEST_COLUMNS = ("path", "label", "split", "sha256", "width", "height")
 REJECTED_COLUMNS = ("path", "reason")
 DUPLICATE_COLUMNS = ("path", "kept", "kind", "distance", "label", "kept_label")
