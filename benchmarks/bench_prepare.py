@@ -106,7 +106,7 @@ def run(quick: bool = False, root: Path | None = None) -> dict:
         big = Path(tmp, "big")
         big.mkdir()
         names = big_jpegs(big, 2 if quick else 4)
-        full = CheckOptions(check_size=None)
+        full = CheckOptions(full_decode=True)
         t_full = median_time(lambda: inspect_all(big, names, full, 1, False), repeats)
         t_draft = median_time(lambda: inspect_all(big, names, check, 1, False), repeats)
     n = len(rels)

@@ -1,9 +1,10 @@
 """Check each file the way training will read it, and say precisely what is wrong with it.
 
-`verify()` passes JPEGs cut in half, so every image is decoded (`load()`). Big JPEGs are
-decoded at a reduced DCT scale (draft mode): libjpeg still reads every compressed byte, so cut
-or corrupt files are caught, at a fraction of the cost of a full-resolution decode. Files are
-checked in worker processes; each worker hashes (streamed), sniffs and decodes one file.
+`verify()` passes JPEGs cut in half, so every image is decoded (`load()`). JPEGs are decoded
+at a reduced DCT scale (draft mode): libjpeg still reads every compressed byte, so cut or
+corrupt files are caught, at a fraction of the cost and memory of a full-resolution decode.
+Files are checked in worker processes; each reads a file once (big ones are streamed), hashes
+it, sniffs its type and decodes it.
 """
 
 import errno
@@ -31,13 +32,14 @@ NEEDS_PLUGIN = {"HEIC", "HEIF", "AVIF", "JPEG 2000"}
 FORMAT_ALIASES = {"MPO": "JPEG"}
 ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 READ_WHOLE_BELOW = 16 * 2**20  # bytes; bigger files are hashed as a stream
+PHASH_INPUT_SIDE = 64  # pHash looks at a 32x32 reduction: decode JPEGs at >= twice that
 
 
 @dataclass(frozen=True)
 class CheckOptions:
     min_size: int = 8                   # shorter side (after EXIF rotation) below this: rejected
     max_pixels: int = DEFAULT_MAX_PIXELS
-    check_size: int | None = 256        # JPEG draft target; None decodes at full resolution
+    full_decode: bool = False           # JPEGs at full resolution rather than DCT-scaled
     phash: bool = False                 # perceptual hash, for near-duplicate search
 
 
@@ -199,8 +201,10 @@ def _mode_notes(img: Image.Image) -> list[str]:
 
 
 def _decode(img: Image.Image, check: FileCheck, opt: CheckOptions) -> None:
-    if check.format == "JPEG" and opt.check_size:
-        img.draft(img.mode, (opt.check_size, opt.check_size))
+    if check.format == "JPEG" and not opt.full_decode:
+        # the smallest DCT scale (1/8) unless the perceptual hash needs pixels to look at
+        target = PHASH_INPUT_SIDE if opt.phash else 1
+        img.draft(img.mode, (target, target))
     try:
         img.load()
     except Exception as exc:

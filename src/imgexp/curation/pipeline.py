@@ -44,7 +44,7 @@ def run_prepare(cfg: DictConfig) -> dict:
     root = Path(os.path.abspath(cfg.data.root))
     scan = scan_root(root)
     options = CheckOptions(min_size=p.min_size, max_pixels=p.max_pixels,
-                           check_size=p.check_size, phash=p.near_dup)
+                           full_decode=p.full_decode, phash=p.near_dup)
     checks = inspect_all(root, [c.path for c in scan.candidates], options, p.workers,
                          p.progress)
     # first, so that it is there to explain a run that finds no usable image
