@@ -71,7 +71,8 @@ def test_truncated_jpeg_is_rejected_although_verify_passes_it(root, tmp_path):
     with Image.open(root / "cat" / "cut.jpg") as img:
         img.verify()  # the seeds' is_image() check: passes a JPEG cut in half
     out = run_prepare_on(root, tmp_path / "run")
-    assert out.rejected["cat/cut.jpg"].startswith("truncated: image file is truncated")
+    assert out.rejected["cat/cut.jpg"].startswith(
+        "truncated: cannot decode (OSError: image file is truncated")
     assert "cat/cut.jpg" not in {r["path"] for r in out.manifest}
 
 

@@ -28,10 +28,10 @@ class UnreadableImage(Exception):
 
 def decode_failure(exc: Exception) -> UnreadableImage:
     """Name why Pillow failed while decoding pixel data: a cut file or a corrupt one."""
-    text = str(exc)
-    if "truncated" in text.lower() or isinstance(exc, EOFError):
-        return UnreadableImage(f"truncated: {text or 'file ends early'}", "truncated")
-    return UnreadableImage(f"corrupt: {type(exc).__name__}: {text}", "corrupt")
+    detail = f"cannot decode ({type(exc).__name__}: {exc})"
+    if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
+        return UnreadableImage(f"truncated: {detail}", "truncated")
+    return UnreadableImage(f"corrupt: {detail}", "corrupt")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
