@@ -10,6 +10,8 @@ decoding of 12-megapixel JPEGs vs a full-resolution check.
 """
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
@@ -22,17 +24,13 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from benchmarks.common import REAL_PHOTOS, real_photos_or_digits
 from imgexp.curation.inspect import CheckOptions, inspect_all
 from imgexp.curation.pipeline import run_prepare
 from imgexp.curation.scan import scan_root
-from imgexp.paths import CONFIG_DIR, PROJECT_ROOT
+from imgexp.paths import CONFIG_DIR
 
-REAL_PHOTOS = PROJECT_ROOT.parent / "shared" / "data" / "sign_language_digits"
 WORKERS = 2
-
-
-def median_time(fn, repeats: int) -> float:
-    return measure(fn, repeats)[0]
 
 
 def measure(fn, repeats: int) -> tuple[float, float]:
@@ -69,7 +67,8 @@ def whole_stage(root: Path, out: Path) -> None:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("prepare", [f"data.root={root}", f"paths.output_dir={out}",
                                   f"prepare.workers={WORKERS}", "prepare.progress=false"])
-    run_prepare(cfg)
+    with contextlib.redirect_stdout(io.StringIO()):  # the printed table, once per repeat
+        run_prepare(cfg)
 
 
 def big_jpegs(folder: Path, n: int) -> list[str]:
@@ -86,9 +85,7 @@ def big_jpegs(folder: Path, n: int) -> list[str]:
 
 
 def run(quick: bool = False, root: Path | None = None) -> dict:
-    root = Path(root or REAL_PHOTOS)
-    if not root.is_dir():
-        raise SystemExit(f"{root} not found: pass --root /path/to/class/folders")
+    root, source = (Path(root), Path(root).name) if root else real_photos_or_digits()
     every = [c.path for c in scan_root(root).candidates]
     rels = every[:600] if quick else every
     repeats = 3 if quick else 5
@@ -97,21 +94,21 @@ def run(quick: bool = False, root: Path | None = None) -> dict:
     t_base, cpu_base = measure(lambda: seed_loop(root, rels), repeats)
     t_check, cpu_check = measure(lambda: inspect_all(root, rels, check, WORKERS, False),
                                  repeats)
-    t_check1 = median_time(lambda: inspect_all(root, rels, check, 1, False), repeats)
-    t_near = median_time(lambda: inspect_all(root, rels, CheckOptions(phash=True), WORKERS,
+    t_check1, _ = measure(lambda: inspect_all(root, rels, check, 1, False), repeats)
+    t_near, _ = measure(lambda: inspect_all(root, rels, CheckOptions(phash=True), WORKERS,
                                              False), repeats)
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(repeats))
-        t_stage = median_time(lambda: whole_stage(root, Path(tmp, str(next(counter)))), repeats)
+        t_stage, _ = measure(lambda: whole_stage(root, Path(tmp, str(next(counter)))), repeats)
         big = Path(tmp, "big")
         big.mkdir()
         names = big_jpegs(big, 2 if quick else 4)
         full = CheckOptions(full_decode=True)
-        t_full = median_time(lambda: inspect_all(big, names, full, 1, False), repeats)
-        t_draft = median_time(lambda: inspect_all(big, names, check, 1, False), repeats)
+        t_full, _ = measure(lambda: inspect_all(big, names, full, 1, False), repeats)
+        t_draft, _ = measure(lambda: inspect_all(big, names, check, 1, False), repeats)
     n = len(rels)
     return {
-        "data": f"{root.name}: {n} files ({'quick' if quick else 'all'}), median of {repeats}",
+        "data": f"{source}: {n} files ({'quick' if quick else 'all'}), median of {repeats}",
         "seed loop verify()+load() files/s": round(n / t_base, 1),
         f"imgexp checks ({WORKERS} processes) files/s": round(n / t_check, 1),
         "ratio checks vs seed loop (goal >= 1.8 on 2 cores)": round(t_base / t_check, 2),

@@ -1,7 +1,6 @@
 """The prepare stage: scan -> check -> deduplicate -> label and split -> write -> (quarantine,
 export). Source files are only read unless prepare.quarantine=move asks otherwise."""
 
-import logging
 import os
 from collections import Counter
 from pathlib import Path
@@ -25,8 +24,6 @@ from imgexp.curation.tables import (
 )
 from imgexp.data.splits import SPLITS
 from imgexp.errors import ImgexpError
-
-log = logging.getLogger(__name__)
 
 
 def run_prepare(cfg: DictConfig) -> dict:
@@ -106,8 +103,6 @@ def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig) -> dict:
     if conflicts:
         warnings.append(f"{len(conflicts)} duplicate(s) carry a different label than their kept "
                         "copy (see duplicates.csv): check those labels")
-    for message in warnings:
-        log.warning("%s", message)
     format_of = {c.path: c.format for c in accepted}
     export_items = [ExportItem(path, _inside(where[path]), where[path].class_name, label, split,
                                format_of[path]) for path, label, split, *_ in rows]

@@ -75,6 +75,11 @@ def print_summary(summary: dict, counts: dict[str, dict[str, int]], run_dir: Pat
         console.print(f"  rejected ({reason}): {n}")
     for message in summary["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {message}")
+    if "quarantined" in summary:
+        console.print(f"moved {summary['quarantined']} rejected file(s) to "
+                      f"{run_dir / 'quarantine'}; undo: imgexp-prepare prepare.restore={run_dir}")
+    if "exported" in summary:
+        console.print(f"exported {summary['exported']} file(s) as train/ val/ test/ folders")
     console.print(f"outputs: {run_dir}")
 
 
