@@ -243,20 +243,24 @@ def test_training_reads_the_manifest(tmp_path, data_dir):
 def test_bad_options_are_named(tmp_path, override, message):
     root = tmp_path / "images"
     make_classes(root, {"cat": 3, "dog": 3})
+    before = fingerprint(root)
     cfg = compose_config("prepare", [f"data.root={root}", "prepare.progress=false", override],
                          tmp_path / "run")
     with pytest.raises(ImgexpError, match=message):
         run_prepare(cfg)
+    assert fingerprint(root) == before
 
 
 def test_a_root_without_any_usable_image_is_an_error_that_points_at_the_reasons(tmp_path):
     root = tmp_path / "images"
     (root / "cat").mkdir(parents=True)
     (root / "cat" / "a.jpg").write_text("hello")
+    before = fingerprint(root)
     cfg = compose_config("prepare", [f"data.root={root}", "prepare.progress=false"],
                          tmp_path / "run")
     with pytest.raises(ImgexpError, match="no usable image under .*rejected.csv"):
         run_prepare(cfg)
+    assert fingerprint(root) == before
     assert read_csv(tmp_path / "run" / "rejected.csv") == [
         {"path": "cat/a.jpg", "reason": "not an image: the content is a text file"}]
 
@@ -265,6 +269,7 @@ def test_command_line_prints_the_summary_and_one_line_errors(tmp_path):
     root = tmp_path / "images"
     make_classes(root, {"cat": 4, "dog": 4})
     (root / "dog" / "empty.jpg").touch()
+    before = fingerprint(root)
     env = {**os.environ, "PROJECT_ROOT": str(PROJECT_ROOT),
            "PYTHONPATH": str(PROJECT_ROOT / "src"), "MPLCONFIGDIR": str(tmp_path)}
     cmd = [sys.executable, "-m", "imgexp.prepare", f"hydra.run.dir={tmp_path / 'run'}"]
@@ -273,6 +278,7 @@ def test_command_line_prints_the_summary_and_one_line_errors(tmp_path):
     assert "8 images in the manifest (stratified split)" in done.stdout
     assert "rejected (zero bytes): 1" in done.stdout
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["in_manifest"] == 8
+    assert fingerprint(root) == before
     done = subprocess.run([*cmd, f"data.root={tmp_path / 'nowhere'}"], capture_output=True,
                           text=True, env=env)
     assert done.returncode == 1
