@@ -213,7 +213,7 @@ def test_export_materialises_the_split_as_folders(tmp_path, mode):
         sorted((r["label"], r["split"]) for r in out.manifest)
 
 
-def test_training_reads_the_manifest(tmp_path, data_dir):
+def test_training_reads_the_manifest(tmp_path):
     root = tmp_path / "images"
     make_classes(root, {"cat": 6, "dog": 6})
     smooth_image(5).convert("CMYK").save(root / "cat" / 'cmyk, "été".jpg')
@@ -224,7 +224,7 @@ def test_training_reads_the_manifest(tmp_path, data_dir):
     cfg = train_config(["data=manifest", f"data.manifest={out.run_dir / 'manifest.csv'}",
                         "trainer=debug", "data.image_size=16", "data.batch_size=64",
                         "data.num_workers=0", "model.backbone.channels=[8]"],
-                       tmp_path / "train", data_dir)
+                       tmp_path / "train", data_dir=tmp_path)  # digits not needed
     from imgexp.fit import fit_and_test
 
     metrics = fit_and_test(cfg)
@@ -285,3 +285,15 @@ def test_command_line_prints_the_summary_and_one_line_errors(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: data root {tmp_path / 'nowhere'} does not exist or is not a folder: set "
         "data.root=/path/to/images (one sub-folder per class)")
+
+
+def test_streamed_and_in_memory_checks_agree(tmp_path, monkeypatch):
+    from imgexp.curation import inspect
+
+    make_classes(tmp_path, {"cat": 1}, ext=".jpg")
+    in_memory = inspect.inspect_file(str(tmp_path), "cat/cat_00.jpg", inspect.CheckOptions())
+    monkeypatch.setattr(inspect, "READ_WHOLE_BELOW", 0)  # every file counts as big
+    streamed = inspect.inspect_file(str(tmp_path), "cat/cat_00.jpg", inspect.CheckOptions())
+    assert streamed == in_memory and streamed.ok
+    assert streamed.sha256 == hashlib.sha256((tmp_path / "cat/cat_00.jpg").read_bytes()
+                                             ).hexdigest()

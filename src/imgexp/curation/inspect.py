@@ -99,13 +99,7 @@ def _inspect(path: str, check: FileCheck, notes: list[str], opt: CheckOptions) -
         raise UnreadableImage("permission denied: the file cannot be read (check its "
                               "permissions)", "permission denied") from None
     with f:
-        if st.st_size <= READ_WHOLE_BELOW:  # one read serves the hash and the decoder
-            source = io.BytesIO(f.read())
-            check.sha256 = hashlib.sha256(source.getbuffer()).hexdigest()
-        else:  # streamed: a 2 GB TIFF never sits in memory twice
-            source = f
-            check.sha256 = hashlib.file_digest(f, "sha256").hexdigest()
-            f.seek(0)
+        source = _hash(f, st.st_size, check)
         kind, is_image = sniff(source.read(HEAD_BYTES))
         source.seek(0)
         with _open(source, kind, is_image) as img:
@@ -116,6 +110,21 @@ def _inspect(path: str, check: FileCheck, notes: list[str], opt: CheckOptions) -
                 raise
             except Exception as exc:  # reading EXIF of a cut PNG decodes it, and fails there
                 raise decode_failure(exc) from None
+
+
+def _hash(f, size: int, check: FileCheck):
+    """sha256 of the file; returns what the decoder should read (the bytes, or the file)."""
+    try:
+        if size <= READ_WHOLE_BELOW:  # one read serves the hash and the decoder
+            source = io.BytesIO(f.read())
+            check.sha256 = hashlib.sha256(source.getbuffer()).hexdigest()
+            return source
+        # streamed: the bytes of a big file are not held in memory beside its pixels
+        check.sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+        f.seek(0)
+        return f
+    except OSError as exc:  # an I/O error on a failing disk or a vanished network share
+        raise UnreadableImage(f"unreadable: {exc.strerror or exc}", "unreadable") from None
 
 
 def _stat(path: str) -> os.stat_result:
