@@ -65,6 +65,22 @@ def test_text_file_named_jpg_is_rejected_as_text(root, tmp_path):
     assert out.rejected["dog/page.jpg"] == "not an image: the content is a HTML page"
 
 
+def test_other_contents_and_tiny_images_get_their_own_reason(root, tmp_path):
+    (root / "cat" / "scan.jpg").write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj")
+    (root / "cat" / "logo.png").write_text('<?xml version="1.0"?><svg xmlns="x"></svg>')
+    (root / "dog" / "iphone.jpg").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(200))
+    (root / "dog" / "pixel.png").write_bytes(png_bytes(smooth_image(5, (4, 3))))
+    out = run_prepare_on(root, tmp_path / "run")
+    assert out.rejected == {
+        "cat/logo.png": "unsupported format: SVG vector image (rasterise it to PNG first)",
+        "cat/scan.jpg": "not an image: the content is a PDF document",
+        "dog/iphone.jpg": "unsupported format: HEIC needs a Pillow plugin (e.g. pillow-heif) "
+                          "or a conversion",
+        "dog/pixel.png": "too small: 4x3 < prepare.min_size=8"}
+    assert out.summary["rejected_by_reason"] == {"not an image": 1, "too small": 1,
+                                                 "unsupported format": 2}
+
+
 def test_truncated_jpeg_is_rejected_although_verify_passes_it(root, tmp_path):
     data = jpeg_bytes(smooth_image(7, (64, 64)), quality=95)
     (root / "cat" / "cut.jpg").write_bytes(data[: len(data) // 2])
