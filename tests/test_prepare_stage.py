@@ -133,12 +133,16 @@ def test_existing_split_folders_are_respected(tmp_path):
     root = tmp_path / "images"
     for split, n in (("train", 4), ("val", 2), ("test", 2)):
         make_classes(root / split, {"cat": n, "dog": n}, seed=len(split))
+    make_classes(root / "val", {"eel": 2}, seed=9)  # a class without training images
     leak = root / "test" / "cat" / "leak.png"  # a copy of a training image
     leak.write_bytes((root / "train" / "cat" / "cat_00.png").read_bytes())
     out = run_prepare_on(root, tmp_path / "kept")
     assert {r["path"]: r["split"] for r in out.manifest} == {
         r["path"]: r["path"].split("/")[0] for r in out.manifest}
-    assert out.meta["classes"] == ["cat", "dog"] and out.meta["split"] == "existing folders"
+    assert out.meta["classes"] == ["cat", "dog", "eel"]
+    assert out.meta["split"] == "existing folders"
+    assert out.summary["warnings"] == [
+        "class 'eel' has no training image (its split folders lack train/eel/)"]
     assert out.duplicates[0]["path"] == "test/cat/leak.png"
     assert "test/cat/leak.png" not in {r["path"] for r in out.manifest}
     redrawn = run_prepare_on(root, tmp_path / "redrawn", "prepare.keep_existing_split=false")

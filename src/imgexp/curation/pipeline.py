@@ -99,6 +99,9 @@ def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig) -> dict:
     empty = sorted(set(label_of_class.values()) - set(classes))
     warnings += [f"class '{c}' has no usable image: it is left out of the class list"
                  for c in empty]
+    trained = {label for _, label, split, *_ in rows if split == "train"}
+    warnings += [f"class '{c}' has no training image (its split folders lack train/{c}/)"
+                 for c in classes if c not in trained]
     conflicts = [d for d in duplicates if label_of[d.path] != label_of[d.kept]]
     if conflicts:
         warnings.append(f"{len(conflicts)} duplicate(s) carry a different label than their kept "
