@@ -1,0 +1,1 @@
+"""Data curation before training: check, deduplicate, split and describe image collections."""
