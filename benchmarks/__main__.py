@@ -42,14 +42,14 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help=f"default: all of {available()}")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     args = parser.parse_args()
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     for name in args.names or available():
         start = time.perf_counter()
         figures = importlib.import_module(f"benchmarks.bench_{name}").run(quick=args.quick)
         seconds = time.perf_counter() - start
         print(f"{name}: {json.dumps(figures, indent=1)}")
-        text = replace_section(text, name, section(name, figures, seconds))
-        RESULTS.write_text(text)
+        # re-read: other benchmark runs may have written their sections meanwhile
+        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        RESULTS.write_text(replace_section(text, name, section(name, figures, seconds)))
 
 
 if __name__ == "__main__":
