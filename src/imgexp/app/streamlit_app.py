@@ -1,0 +1,176 @@
+"""imgexp-app's page script (streamlit runs it on every interaction; start it with imgexp-app).
+
+Layout only: everything shown is computed by imgexp.app's plain modules. The model, the
+gallery and the compare threshold are st.cache_resource'd, so after the first run an
+interaction costs one forward pass.
+"""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from imgexp.app.compare import Threshold, calibrate_on_val, cosine
+from imgexp.app.features_cache import file_sha256
+from imgexp.app.gallery import Gallery, gallery_map, load_gallery
+from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise
+from imgexp.app.settings import AppSettings, read_settings
+from imgexp.app.uploads import BadUpload, decode_upload
+from imgexp.data import UnreadableImage, load_rgb, open_image
+from imgexp.data.splits import IMAGE_EXTENSIONS
+from imgexp.errors import ImgexpError
+from imgexp.models import load_model
+
+PAGES = ("Recognise", "Compare", "Browse")
+UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def get_model(ckpt_path: str):
+    return load_model(ckpt_path)
+
+
+@st.cache_resource(show_spinner=False)
+def get_extractor_id(ckpt_path: str) -> str:
+    return file_sha256(ckpt_path)[:16]
+
+
+@st.cache_resource(show_spinner="Embedding the gallery (cached on disk for the next start)…")
+def get_gallery(ckpt_path: str, gallery: str, cache_dir: str) -> Gallery:
+    return load_gallery(gallery, get_model(ckpt_path), cache_dir, get_extractor_id(ckpt_path))
+
+
+@st.cache_resource(show_spinner="Choosing the compare threshold on the validation split…")
+def get_threshold(ckpt_path: str, cache_dir: str) -> Threshold:
+    return calibrate_on_val(get_model(ckpt_path), cache_dir, get_extractor_id(ckpt_path))
+
+
+@st.cache_data(show_spinner="Drawing the gallery map…")
+def get_map(ckpt_path: str, gallery: str, cache_dir: str, map_csv: str | None,
+            max_points: int) -> pd.DataFrame:
+    return gallery_map(get_gallery(ckpt_path, gallery, cache_dir), map_csv, max_points)
+
+
+def image_input(key: str, settings: AppSettings, model, gallery: Gallery, default: int):
+    """Upload or gallery pick -> (model input pixels, display image, caption), or None."""
+    source = st.radio("Image from", ("Upload", "Gallery"), index=default, horizontal=True,
+                      key=f"{key}-source")
+    if source == "Upload":
+        upload = st.file_uploader("Image", type=UPLOAD_TYPES, key=f"{key}-upload")
+        if upload is None:
+            return None
+        try:
+            pixels, display = decode_upload(upload.name, upload.getvalue(),
+                                            int(model.config["data"]["image_size"]),
+                                            settings.max_upload_mb, settings.max_pixels)
+        except BadUpload as exc:
+            st.error(str(exc))
+            return None
+        return pixels, display, upload.name
+    path = st.selectbox("Gallery image", gallery.paths, key=f"{key}-pick",
+                        index=min(default, len(gallery) - 1))
+    try:
+        file = gallery.root / path
+        return (load_rgb(file, int(model.config["data"]["image_size"])),
+                open_image(file, size=384), path)
+    except UnreadableImage as exc:
+        st.error(f"{path}: {exc}")
+        return None
+
+
+def recognise_page(settings: AppSettings, model, gallery: Gallery) -> None:
+    picked = image_input("recognise", settings, model, gallery, default=0)
+    if picked is None:
+        st.info("Upload an image (or pick one from the gallery) to recognise it.")
+        return
+    pixels, display, caption = picked
+    result = recognise(model, pixels, settings.top_k, settings.unknown_threshold)
+    left, right = st.columns([1, 2])
+    left.image(display, caption=caption, width=256)
+    right.metric("Prediction", result.label)
+    if result.label == UNKNOWN:
+        right.warning(f"Top class {result.top[0][0]} has probability {result.confidence:.2f}, "
+                      f"below unknown_threshold={settings.unknown_threshold}.")
+    right.dataframe(
+        pd.DataFrame(result.top, columns=["class", "probability"]), hide_index=True,
+        column_config={"probability": st.column_config.ProgressColumn(
+            "probability", min_value=0.0, max_value=1.0, format="%.3f")})
+    neighbours = nearest(embed_one(model, pixels), gallery.embeddings, settings.neighbours)
+    if neighbours:
+        st.subheader(f"{len(neighbours)} nearest gallery images")
+        st.caption("cosine distance between " + ("embeddings" if model.head.kind == "embedding"
+                                                 else "penultimate features"))
+        st.image([str(gallery.file(i)) for i, _ in neighbours], width=96,
+                 caption=[f"{gallery.labels[i] or gallery.paths[i]} · {d:.3f}"
+                          for i, d in neighbours])
+
+
+def compare_page(settings: AppSettings, model, gallery: Gallery) -> None:
+    columns = st.columns(2)
+    picked = []
+    for column, key, default in zip(columns, ("a", "b"), (0, 1), strict=True):
+        with column:
+            picked.append(image_input(f"compare-{key}", settings, model, gallery, default))
+            if picked[-1] is not None:
+                st.image(picked[-1][1], caption=picked[-1][2], width=256)
+    if None in picked:
+        st.info("Choose two images to compare.")
+        return
+    similarity = cosine(embed_one(model, picked[0][0]), embed_one(model, picked[1][0]))
+    st.metric("Cosine similarity", f"{similarity:.3f}")
+    if settings.compare_threshold is not None:
+        threshold = Threshold(settings.compare_threshold, float("nan"), 0, "config")
+    else:
+        try:
+            threshold = get_threshold(settings.ckpt_path, settings.cache_dir)
+        except ImgexpError as exc:
+            st.warning(f"No same-class verdict: {exc}")
+            return
+    same = similarity >= threshold.value
+    (st.success if same else st.warning)(
+        f"{'Same class' if same else 'Different classes'}: similarity {similarity:.3f} "
+        f"{'>=' if same else '<'} threshold {threshold.value:.3f}")
+    if threshold.source == "val split":
+        st.caption(f"Threshold chosen on {threshold.pairs} pairs of validation images "
+                   f"(balanced accuracy {threshold.balanced_accuracy:.3f}).")
+
+
+def browse_page(settings: AppSettings, gallery: Gallery) -> None:
+    points = get_map(settings.ckpt_path, settings.gallery, settings.cache_dir,
+                     settings.map_csv, settings.max_map_points)
+    source = ("the map CSV " + settings.map_csv if settings.map_csv
+              else "a PCA of the gallery embeddings")
+    st.caption(f"{len(points)} of {len(gallery)} gallery images placed by {source}; "
+               "hover a point to see the image.")
+    chart = alt.Chart(points).mark_circle(size=70, opacity=0.8).encode(
+        x=alt.X("x", title="1st axis"), y=alt.Y("y", title="2nd axis"),
+        color=alt.Color("label", title="class"),
+        # vega-tooltip renders a field named "image" as a picture
+        tooltip=["image", "path", "label"])
+    st.altair_chart(chart.interactive(), use_container_width=True)
+
+
+def main() -> None:
+    st.set_page_config(page_title="imgexp", layout="wide")
+    try:
+        settings = read_settings()
+        model = get_model(settings.ckpt_path)
+        gallery = get_gallery(settings.ckpt_path, settings.gallery, settings.cache_dir)
+    except ImgexpError as exc:
+        st.error(str(exc))
+        st.stop()
+    page = st.sidebar.radio("Page", PAGES)
+    st.sidebar.caption(f"checkpoint `{settings.ckpt_path}`  \n{len(model.class_names)} classes, "
+                       f"{model.head.kind} head, {model.config['data']['image_size']} px  \n"
+                       f"gallery: {len(gallery)} images")
+    if gallery.skipped:
+        st.sidebar.warning(f"{len(gallery.skipped)} unreadable gallery file(s) left out")
+    st.title(page)
+    if page == "Recognise":
+        recognise_page(settings, model, gallery)
+    elif page == "Compare":
+        compare_page(settings, model, gallery)
+    else:
+        browse_page(settings, gallery)
+
+
+main()
