@@ -23,7 +23,8 @@ def streamlit_command(cfg: DictConfig) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(PAGE_SCRIPT),
             "--server.address", str(cfg.host), "--server.port", str(cfg.port),
             "--server.headless", "true", "--server.maxUploadSize", str(int(cfg.max_upload_mb)),
-            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+            "--client.toolbarMode", "minimal"]
 
 
 @stage_main("app")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
 from imgexp.app.features_cache import embed_files
 from imgexp.data import UnreadableImage, open_image
 from imgexp.data.splits import SPLITS, is_candidate_image
 from imgexp.errors import ImgexpError
 
-THUMB_SIZE = 64
+THUMB_SIZE = 96
 
 
 @dataclass
@@ -68,12 +68,12 @@ def load_gallery(root: str | Path, model, cache_dir: Path, extractor_id: str,
 
 
 def thumbnail_uri(path: Path, size: int = THUMB_SIZE) -> str:
-    """A small PNG as a data: URI (inline in the page; nothing served from disk)."""
+    """A PNG of about size x size as a data: URI (inline in the page; nothing served from
+    disk); tiny images are enlarged so they can be seen."""
     try:
-        img = open_image(path, size=size)
+        img = ImageOps.contain(open_image(path, size=size), (size, size))
     except UnreadableImage:
         img = Image.new("RGB", (size, size), (200, 200, 200))
-    img.thumbnail((size, size))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

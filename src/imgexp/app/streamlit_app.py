@@ -50,10 +50,11 @@ def get_map(ckpt_path: str, gallery: str, cache_dir: str, map_csv: str | None,
     return gallery_map(get_gallery(ckpt_path, gallery, cache_dir), map_csv, max_points)
 
 
-def image_input(key: str, settings: AppSettings, model, gallery: Gallery, default: int):
+def image_input(key: str, settings: AppSettings, model, gallery: Gallery,
+                from_gallery: bool, pick: int = 0):
     """Upload or gallery pick -> (model input pixels, display image, caption), or None."""
-    source = st.radio("Image from", ("Upload", "Gallery"), index=default, horizontal=True,
-                      key=f"{key}-source")
+    source = st.radio("Image from", ("Upload", "Gallery"), index=int(from_gallery),
+                      horizontal=True, key=f"{key}-source")
     if source == "Upload":
         upload = st.file_uploader("Image", type=UPLOAD_TYPES, key=f"{key}-upload")
         if upload is None:
@@ -67,7 +68,7 @@ def image_input(key: str, settings: AppSettings, model, gallery: Gallery, defaul
             return None
         return pixels, display, upload.name
     path = st.selectbox("Gallery image", gallery.paths, key=f"{key}-pick",
-                        index=min(default, len(gallery) - 1))
+                        index=pick % len(gallery))
     try:
         file = gallery.root / path
         return (load_rgb(file, int(model.config["data"]["image_size"])),
@@ -78,7 +79,7 @@ def image_input(key: str, settings: AppSettings, model, gallery: Gallery, defaul
 
 
 def recognise_page(settings: AppSettings, model, gallery: Gallery) -> None:
-    picked = image_input("recognise", settings, model, gallery, default=0)
+    picked = image_input("recognise", settings, model, gallery, from_gallery=False)
     if picked is None:
         st.info("Upload an image (or pick one from the gallery) to recognise it.")
         return
@@ -107,9 +108,10 @@ def recognise_page(settings: AppSettings, model, gallery: Gallery) -> None:
 def compare_page(settings: AppSettings, model, gallery: Gallery) -> None:
     columns = st.columns(2)
     picked = []
-    for column, key, default in zip(columns, ("a", "b"), (0, 1), strict=True):
+    # by default the first and the last gallery images (different classes in a class gallery)
+    for column, key, pick in zip(columns, ("a", "b"), (0, -1), strict=True):
         with column:
-            picked.append(image_input(f"compare-{key}", settings, model, gallery, default))
+            picked.append(image_input(f"compare-{key}", settings, model, gallery, True, pick))
             if picked[-1] is not None:
                 st.image(picked[-1][1], caption=picked[-1][2], width=256)
     if None in picked:
@@ -146,7 +148,7 @@ def browse_page(settings: AppSettings, gallery: Gallery) -> None:
         color=alt.Color("label", title="class"),
         # vega-tooltip renders a field named "image" as a picture
         tooltip=["image", "path", "label"])
-    st.altair_chart(chart.interactive(), use_container_width=True)
+    st.altair_chart(chart.interactive(), width="stretch")
 
 
 def main() -> None:
