@@ -1,0 +1,1 @@
+"""Curation before training: features, clustering and the choice of images to annotate."""
