@@ -6,14 +6,15 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from app_helpers import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery
 from PIL import Image
 
 from imgexp.app.compare import best_threshold, calibrate_on_val, cosine, pair_similarities
-from imgexp.app.features_cache import embed_files, file_sha256
 from imgexp.app.gallery import gallery_map, label_of, load_gallery
 from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise, to_batch, verdict
 from imgexp.app.uploads import BadUpload, decode_upload
+from imgexp.curation.features import FeatureExtractor
 from imgexp.data import load_rgb
 from imgexp.errors import ImgexpError
 from imgexp.models import load_model
@@ -22,6 +23,11 @@ from imgexp.models import load_model
 @pytest.fixture(scope="module")
 def model(digits_ckpt):
     return load_model(digits_ckpt)
+
+
+@pytest.fixture(scope="module")
+def extractor(digits_ckpt):
+    return FeatureExtractor.from_checkpoint(digits_ckpt, mode="embed", precision="fp32")
 
 
 def png_bytes(size=(20, 20)) -> bytes:
@@ -100,50 +106,50 @@ def test_pair_similarities_cover_each_pair_once():
     assert cosine(emb[0], emb[2]) == pytest.approx(np.sqrt(0.5))
 
 
-def test_val_threshold_separates_digits_and_is_cached(model, tmp_path):
-    threshold = calibrate_on_val(model, tmp_path, "ckpt")
+def test_val_threshold_separates_digits_and_is_cached(model, extractor, tmp_path):
+    threshold = calibrate_on_val(model, extractor, tmp_path)
     assert threshold.source == "val split"
     assert threshold.pairs == 270 * 269 // 2  # the digits' validation split: 270 images
     assert threshold.balanced_accuracy > 0.7  # chance is 0.5
-    cached = list(tmp_path.glob("compare-threshold-ckpt-*.json"))
+    cached = list(tmp_path.glob("compare-thresholds/*.json"))
     assert len(cached) == 1
     cached[0].write_text(cached[0].read_text().replace(str(threshold.value), "0.123"))
-    assert calibrate_on_val(model, tmp_path, "ckpt").value == 0.123
+    assert calibrate_on_val(model, extractor, tmp_path).value == 0.123
 
 
 # -- embeddings cache and gallery ---------------------------------------------------------------
-class CountingModel:
-    """The model, counting how many images it embeds."""
+class Counting(torch.nn.Module):
+    """Wraps the extractor's network, counting the images it embeds."""
 
-    def __init__(self, model):
-        self.model, self.config, self.embedded = model, model.config, 0
+    def __init__(self, network):
+        super().__init__()
+        self.network, self.images = network, 0
 
-    def embed(self, images):
-        self.embedded += len(images)
-        return self.model.embed(images)
-
-
-def test_embeddings_cached_by_content(model, digits_root, tmp_path):
-    gallery = make_gallery(digits_root, tmp_path / "gallery")
-    files = sorted(gallery.rglob("*.png"))
-    counting = CountingModel(model)
-    first, kept, skipped = embed_files(counting, files, tmp_path / "cache", "ckpt")
-    assert counting.embedded == len(files) == len(kept) and skipped == []
-    np.testing.assert_allclose(first[0], embed_one(model, load_rgb(files[0], 16)), atol=1e-5)
-    # renamed file, same content: nothing recomputed; a new model identity recomputes
-    files[0].rename(files[0].with_name("renamed.png"))
-    files[0] = files[0].with_name("renamed.png")
-    again, _, _ = embed_files(counting, files, tmp_path / "cache", "ckpt")
-    assert counting.embedded == len(files)
-    np.testing.assert_array_equal(again, first)
-    embed_files(counting, files[:2], tmp_path / "cache", "other-ckpt")
-    assert counting.embedded == len(files) + 2
+    def forward(self, images):
+        self.images += len(images)
+        return self.network(images)
 
 
-def test_gallery_skips_unreadable_files_and_maps_in_2d(model, digits_root, tmp_path):
+def test_gallery_embeddings_come_from_the_cache_on_restart(model, digits_ckpt, digits_root,
+                                                            tmp_path):
+    root = make_gallery(digits_root, tmp_path / "gallery")
+    extractor = FeatureExtractor.from_checkpoint(digits_ckpt, mode="embed", precision="fp32")
+    extractor.network = counting = Counting(extractor.network)
+    first = load_gallery(root, extractor, tmp_path / "cache")
+    n = len(GALLERY_CLASSES) * PER_CLASS
+    assert counting.images == first.computed == n
+    # the vectors are the model's own embeddings (what queries are compared with)
+    np.testing.assert_allclose(first.embeddings[0],
+                               embed_one(model.embed, load_rgb(first.file(0), 16)), atol=1e-5)
+    again = load_gallery(root, extractor, tmp_path / "cache")
+    assert counting.images == n and again.computed == 0
+    np.testing.assert_array_equal(again.embeddings, first.embeddings)
+
+
+def test_gallery_skips_unreadable_files_and_maps_in_2d(extractor, digits_root, tmp_path):
     root = make_gallery(digits_root, tmp_path / "gallery")
     (root / "7" / "broken.png").write_bytes(b"not a png")
-    gallery = load_gallery(root, model, tmp_path / "cache", "ckpt")
+    gallery = load_gallery(root, extractor, tmp_path / "cache")
     n = len(GALLERY_CLASSES) * PER_CLASS
     assert len(gallery) == n and len(gallery.skipped) == 1 and "broken.png" in gallery.skipped[0]
     assert sorted(set(gallery.labels)) == list(GALLERY_CLASSES)
@@ -155,9 +161,9 @@ def test_gallery_skips_unreadable_files_and_maps_in_2d(model, digits_root, tmp_p
     assert full["x"].var() >= full["y"].var() > 0
 
 
-def test_gallery_map_from_a_stage_csv(model, digits_root, tmp_path):
+def test_gallery_map_from_a_stage_csv(extractor, digits_root, tmp_path):
     root = make_gallery(digits_root, tmp_path / "gallery")
-    gallery = load_gallery(root, model, tmp_path / "cache", "ckpt")
+    gallery = load_gallery(root, extractor, tmp_path / "cache")
     csv = tmp_path / "map.csv"
     pd.DataFrame({"path": [str(root / p) for p in gallery.paths[:3]] + ["elsewhere/x.png"],
                   "pc1": [1.0, 2.0, 3.0, 4.0], "pc2": [0.0, 0.5, 1.0, 1.5]}).to_csv(csv)

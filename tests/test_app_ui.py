@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from imgexp.app.compare import calibrate_on_val, cosine
 from imgexp.app.recognise import embed_one, recognise
 from imgexp.app.settings import ENV_VAR
+from imgexp.curation.features import FeatureExtractor
 from imgexp.data import load_rgb
 from imgexp.models import load_model
 
@@ -79,7 +80,7 @@ def test_bad_upload_shows_a_message_not_a_traceback(app):
     assert not app.metric
 
 
-def test_compare_shows_similarity_and_verdict(app, app_dir, model, digits_root):
+def test_compare_shows_similarity_and_verdict(app, app_dir, model, digits_ckpt, digits_root):
     open_page(app, "Compare")
     # defaults: the first and the last gallery images
     gallery = sorted(p.relative_to(app_dir / "gallery").as_posix()
@@ -92,11 +93,12 @@ def test_compare_shows_similarity_and_verdict(app, app_dir, model, digits_root):
                                                      "image/png")
     app.run()
     assert not app.exception and not app.error
-    expected = cosine(embed_one(model, load_rgb(upload, SIZE)),
-                      embed_one(model, load_rgb(app_dir / "gallery" / gallery[-1], SIZE)))
+    expected = cosine(embed_one(model.embed, load_rgb(upload, SIZE)),
+                      embed_one(model.embed, load_rgb(app_dir / "gallery" / gallery[-1], SIZE)))
     assert app.metric[0].label == "Cosine similarity"
     assert float(app.metric[0].value) == pytest.approx(expected, abs=1e-3)
-    threshold = calibrate_on_val(model, app_dir / "cache", "unused")
+    extractor = FeatureExtractor.from_checkpoint(digits_ckpt, precision="fp32")
+    threshold = calibrate_on_val(model, extractor, app_dir / "cache")  # the app's, cached
     verdict = app.success if expected >= threshold.value else app.warning
     assert verdict[0].value.startswith("Same class" if expected >= threshold.value
                                        else "Different classes")
@@ -149,7 +151,7 @@ def chromium_driver(profile: Path):
     options.binary_location = shutil.which("chromium")
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1400,1000",
+                 "--disable-sync", "--no-first-run", "--window-size=1400,1200",
                  f"--user-data-dir={profile}"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)

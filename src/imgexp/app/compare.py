@@ -15,7 +15,9 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from imgexp.app.features_cache import embed_files
+from imgexp.app.gallery import embed_files
+from imgexp.curation.feature_cache import short_key
+from imgexp.curation.features import FeatureExtractor
 from imgexp.errors import ImgexpError
 from imgexp.tracking.run_files import write_json_atomic
 
@@ -81,18 +83,21 @@ def validation_images(model) -> tuple[list[Path], list[str], str]:
     return [root / s.path for s in val], [s.label for s in val], datamodule.manifest_hash()
 
 
-def calibrate_on_val(model, cache_dir: Path, extractor_id: str) -> Threshold:
-    """The threshold on the checkpoint's own validation split; cached per checkpoint + split."""
+def calibrate_on_val(model, extractor: FeatureExtractor, cache_dir: str | Path) -> Threshold:
+    """The threshold on the checkpoint's own validation split, with the embeddings the app
+    compares images with; cached per extractor (checkpoint) + split."""
     files, labels, split_hash = validation_images(model)
     if not files:
         raise ImgexpError("the checkpoint's data has no validation images to choose the compare "
                           "threshold on: set compare_threshold=")
-    cache_file = Path(cache_dir) / f"compare-threshold-{extractor_id}-{split_hash[:16]}.json"
+    cache_file = (Path(cache_dir) / "compare-thresholds"
+                  / f"{short_key(extractor.identity)}-{split_hash[:16]}.json")
     if cache_file.is_file():
         return Threshold(**json.loads(cache_file.read_text()))
-    vectors, kept, skipped = embed_files(model, files, cache_dir, extractor_id)
-    if skipped:
-        log.warning("compare threshold: %d unreadable validation image(s) left out", len(skipped))
+    vectors, kept, stats = embed_files(files, extractor, cache_dir)
+    if stats["unreadable"]:
+        log.warning("compare threshold: %d unreadable validation image(s) left out",
+                    len(stats["unreadable"]))
     threshold = threshold_from(vectors, [labels[i] for i in kept], "val split")
     write_json_atomic(cache_file, asdict(threshold))
     return threshold

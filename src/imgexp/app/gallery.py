@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from imgexp.app.features_cache import embed_files
+from imgexp.curation.features import FeatureExtractor, extract_features
 from imgexp.data import UnreadableImage, open_image
 from imgexp.data.splits import SPLITS, is_candidate_image
 from imgexp.errors import ImgexpError
@@ -24,7 +24,8 @@ class Gallery:
     paths: list[str]  # relative to root, POSIX separators
     labels: list[str]  # class folder name, "" for images directly under root
     embeddings: np.ndarray  # (N, D), L2-normalised
-    skipped: list[str] = field(default_factory=list)  # "path: reason" of unreadable files
+    skipped: list[str] = field(default_factory=list)  # unreadable files, left out
+    computed: int = 0  # embeddings computed now (the others came from the cache)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -55,16 +56,26 @@ def scan_gallery(root: str | Path) -> list[str]:
     return files
 
 
-def load_gallery(root: str | Path, model, cache_dir: Path, extractor_id: str,
-                 progress=None) -> Gallery:
+def embed_files(files: list[Path], extractor: FeatureExtractor, cache_dir: str | Path
+                ) -> tuple[np.ndarray, list[int], dict]:
+    """(embeddings of the readable files, their indices, extract_features' stats), through the
+    select stage's on-disk cache (content hash + extractor identity)."""
+    features, stats = extract_features(files, extractor, cache_dir, progress=False)
+    kept = np.flatnonzero(~np.isnan(features).any(axis=1)) if len(features) else np.arange(0)
+    return features[kept], kept.tolist(), stats
+
+
+def load_gallery(root: str | Path, extractor: FeatureExtractor, cache_dir: str | Path
+                 ) -> Gallery:
     root = Path(root)
     rel = scan_gallery(root)
-    vectors, kept, skipped = embed_files(model, [root / p for p in rel], cache_dir,
-                                         extractor_id, progress)
+    vectors, kept, stats = embed_files([root / p for p in rel], extractor, cache_dir)
+    if not kept:
+        raise ImgexpError(f"no image of the gallery {root} could be read (e.g. "
+                          f"{stats['unreadable'][0]}): point gallery= at a folder of images")
     paths = [rel[i] for i in kept]
-    if not paths:
-        raise ImgexpError(f"no image of the gallery {root} could be read ({skipped[0]}, ...)")
-    return Gallery(root, paths, [label_of(p) for p in paths], vectors, skipped)
+    return Gallery(root, paths, [label_of(p) for p in paths], vectors, stats["unreadable"],
+                   stats["computed"])
 
 
 def thumbnail_uri(path: Path, size: int = THUMB_SIZE) -> str:

@@ -36,9 +36,10 @@ def recognise(model, pixels: np.ndarray, k: int = 5,
     return Recognition(label, top[0][1], top)
 
 
-def embed_one(model, pixels: np.ndarray) -> np.ndarray:
-    """L2-normalised embedding (or penultimate features) of one image."""
-    return model.embed(to_batch([pixels]))[0].float().cpu().numpy()
+def embed_one(embed, pixels: np.ndarray) -> np.ndarray:
+    """What `embed` (uint8 NCHW -> (N, D), e.g. the gallery's FeatureExtractor or model.embed)
+    makes of one image."""
+    return embed(to_batch([pixels]))[0].float().cpu().numpy()
 
 
 def nearest(query: np.ndarray, embeddings: np.ndarray, k: int) -> list[tuple[int, float]]:

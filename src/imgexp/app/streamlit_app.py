@@ -10,11 +10,11 @@ import pandas as pd
 import streamlit as st
 
 from imgexp.app.compare import Threshold, calibrate_on_val, cosine
-from imgexp.app.features_cache import file_sha256
 from imgexp.app.gallery import Gallery, gallery_map, load_gallery
 from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise
 from imgexp.app.settings import AppSettings, read_settings
 from imgexp.app.uploads import BadUpload, decode_upload
+from imgexp.curation.features import FeatureExtractor
 from imgexp.data import UnreadableImage, load_rgb, open_image
 from imgexp.data.splits import IMAGE_EXTENSIONS
 from imgexp.errors import ImgexpError
@@ -30,18 +30,20 @@ def get_model(ckpt_path: str):
 
 
 @st.cache_resource(show_spinner=False)
-def get_extractor_id(ckpt_path: str) -> str:
-    return file_sha256(ckpt_path)[:16]
+def get_extractor(ckpt_path: str) -> FeatureExtractor:
+    """The select stage's extractor over the checkpoint's embeddings: gallery, validation
+    images and queries all go through it (fp32: queries and cached vectors match exactly)."""
+    return FeatureExtractor.from_checkpoint(ckpt_path, mode="embed", precision="fp32")
 
 
 @st.cache_resource(show_spinner="Embedding the gallery (cached on disk for the next start)…")
 def get_gallery(ckpt_path: str, gallery: str, cache_dir: str) -> Gallery:
-    return load_gallery(gallery, get_model(ckpt_path), cache_dir, get_extractor_id(ckpt_path))
+    return load_gallery(gallery, get_extractor(ckpt_path), cache_dir)
 
 
 @st.cache_resource(show_spinner="Choosing the compare threshold on the validation split…")
 def get_threshold(ckpt_path: str, cache_dir: str) -> Threshold:
-    return calibrate_on_val(get_model(ckpt_path), cache_dir, get_extractor_id(ckpt_path))
+    return calibrate_on_val(get_model(ckpt_path), get_extractor(ckpt_path), cache_dir)
 
 
 @st.cache_data(show_spinner="Drawing the gallery map…")
@@ -95,7 +97,8 @@ def recognise_page(settings: AppSettings, model, gallery: Gallery) -> None:
         pd.DataFrame(result.top, columns=["class", "probability"]), hide_index=True,
         column_config={"probability": st.column_config.ProgressColumn(
             "probability", min_value=0.0, max_value=1.0, format="%.3f")})
-    neighbours = nearest(embed_one(model, pixels), gallery.embeddings, settings.neighbours)
+    query = embed_one(get_extractor(settings.ckpt_path), pixels)
+    neighbours = nearest(query, gallery.embeddings, settings.neighbours)
     if neighbours:
         st.subheader(f"{len(neighbours)} nearest gallery images")
         st.caption("cosine distance between " + ("embeddings" if model.head.kind == "embedding"
@@ -117,7 +120,8 @@ def compare_page(settings: AppSettings, model, gallery: Gallery) -> None:
     if None in picked:
         st.info("Choose two images to compare.")
         return
-    similarity = cosine(embed_one(model, picked[0][0]), embed_one(model, picked[1][0]))
+    extractor = get_extractor(settings.ckpt_path)
+    similarity = cosine(embed_one(extractor, picked[0][0]), embed_one(extractor, picked[1][0]))
     st.metric("Cosine similarity", f"{similarity:.3f}")
     if settings.compare_threshold is not None:
         threshold = Threshold(settings.compare_threshold, float("nan"), 0, "config")
