@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from app_helpers import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery
 from PIL import Image
 
+from app_helpers import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery
 from imgexp.app.compare import best_threshold, calibrate_on_val, cosine, pair_similarities
 from imgexp.app.gallery import gallery_map, label_of, load_gallery
 from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise, to_batch, verdict

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery, settings_file
 from streamlit.testing.v1 import AppTest
 
+from app_helpers import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery, settings_file
 from imgexp.app.compare import calibrate_on_val, cosine
 from imgexp.app.recognise import embed_one, recognise
 from imgexp.app.settings import ENV_VAR
