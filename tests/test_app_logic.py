@@ -2,6 +2,8 @@
 threshold, the on-disk embedding cache and the gallery map."""
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ import torch
 from PIL import Image
 
 from app_helpers import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery
+from conftest import compose_config
 from imgexp.app.compare import best_threshold, calibrate_on_val, cosine, pair_similarities
 from imgexp.app.gallery import gallery_map, label_of, load_gallery
 from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise, to_batch, verdict
@@ -18,6 +21,7 @@ from imgexp.curation.features import FeatureExtractor
 from imgexp.data import load_rgb
 from imgexp.errors import ImgexpError
 from imgexp.models import load_model
+from imgexp.webapp import PAGE_SCRIPT, streamlit_command
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +176,24 @@ def test_gallery_map_from_a_stage_csv(extractor, digits_root, tmp_path):
     assert points["x"].tolist() == [1.0, 2.0, 3.0] and (points["source"] == "map_csv").all()
     assert label_of("train/7/a.png") == "7" and label_of("7/a.png") == "7"
     assert label_of("a.png") == ""
+
+
+# -- launcher -----------------------------------------------------------------------------------
+def test_launcher_runs_streamlit_on_localhost_with_the_upload_limit(tmp_path):
+    cfg = compose_config("app", ["ckpt_path=x.ckpt", "gallery=g", "port=9999",
+                                 "max_upload_mb=3"], tmp_path)
+    command = streamlit_command(cfg)
+    assert command[1:5] == ["-m", "streamlit", "run", str(PAGE_SCRIPT)]
+    options = dict(zip(command[5::2], command[6::2], strict=True))
+    assert options["--server.address"] == "localhost" and options["--server.port"] == "9999"
+    assert options["--server.maxUploadSize"] == "3"
+    assert cfg.unknown_threshold == 0.6 and cfg.compare_threshold is None
+
+
+def test_launcher_bad_checkpoint_is_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "imgexp.webapp", f"ckpt_path={tmp_path}/no.ckpt",
+                          f"gallery={tmp_path}", f"hydra.run.dir={tmp_path}/run"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert f"error: checkpoint {tmp_path}/no.ckpt not found" in out.stderr
+    assert "Traceback" not in out.stderr
