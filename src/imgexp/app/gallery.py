@@ -78,13 +78,18 @@ def load_gallery(root: str | Path, extractor: FeatureExtractor, cache_dir: str |
                    stats["computed"])
 
 
-def thumbnail_uri(path: Path, size: int = THUMB_SIZE) -> str:
-    """A PNG of about size x size as a data: URI (inline in the page; nothing served from
-    disk); tiny images are enlarged so they can be seen."""
+def thumbnail(path: Path, size: int = THUMB_SIZE) -> Image.Image:
+    """The image fitted in size x size (tiny images enlarged so they can be seen), decoded by
+    the training decoder: any format shows in the browser, as PNG; grey if unreadable."""
     try:
-        img = ImageOps.contain(open_image(path, size=size), (size, size))
+        return ImageOps.contain(open_image(path, size=size), (size, size))
     except UnreadableImage:
-        img = Image.new("RGB", (size, size), (200, 200, 200))
+        return Image.new("RGB", (size, size), (200, 200, 200))
+
+
+def thumbnail_uri(path: Path, size: int = THUMB_SIZE) -> str:
+    """A thumbnail as a data: URI (inline in the chart; nothing served from disk)."""
+    img = thumbnail(path, size)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

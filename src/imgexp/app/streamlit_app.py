@@ -10,12 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from imgexp.app.compare import Threshold, calibrate_on_val, cosine
-from imgexp.app.gallery import Gallery, gallery_map, load_gallery
+from imgexp.app.gallery import Gallery, gallery_map, load_gallery, thumbnail
 from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise
 from imgexp.app.settings import AppSettings, read_settings
 from imgexp.app.uploads import BadUpload, decode_upload
 from imgexp.curation.features import FeatureExtractor
-from imgexp.data import UnreadableImage, load_rgb, open_image
+from imgexp.data import UnreadableImage, load_rgb
 from imgexp.data.splits import IMAGE_EXTENSIONS
 from imgexp.errors import ImgexpError
 from imgexp.models import load_model
@@ -73,8 +73,7 @@ def image_input(key: str, settings: AppSettings, model, gallery: Gallery,
                         index=pick % len(gallery))
     try:
         file = gallery.root / path
-        return (load_rgb(file, int(model.config["data"]["image_size"])),
-                open_image(file, size=384), path)
+        return load_rgb(file, int(model.config["data"]["image_size"])), thumbnail(file, 384), path
     except UnreadableImage as exc:
         st.error(f"{path}: {exc}")
         return None
@@ -103,7 +102,7 @@ def recognise_page(settings: AppSettings, model, gallery: Gallery) -> None:
         st.subheader(f"{len(neighbours)} nearest gallery images")
         st.caption("cosine distance between " + ("embeddings" if model.head.kind == "embedding"
                                                  else "penultimate features"))
-        st.image([str(gallery.file(i)) for i, _ in neighbours], width=96,
+        st.image([thumbnail(gallery.file(i)) for i, _ in neighbours], width=96,
                  caption=[f"{gallery.labels[i] or gallery.paths[i]} · {d:.3f}"
                           for i, d in neighbours])
 
