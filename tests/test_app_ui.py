@@ -161,6 +161,7 @@ def chromium_driver(profile: Path):
 @pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
                     reason="needs Debian chromium + chromium-driver (.ci/run installs them)")
 def test_browser_upload_shows_top1(tmp_path, app_dir, digits_ckpt, model, digits_root):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -195,6 +196,15 @@ def test_browser_upload_shows_top1(tmp_path, app_dir, digits_ckpt, model, digits
         time.sleep(1)  # the bars are drawn on a canvas after the table mounts
         assert driver.save_screenshot(str(tmp_path / "recognise.png"))
         assert (tmp_path / "recognise.png").stat().st_size > 10_000
+        # Browse: hovering a point of the map shows that gallery image
+        driver.find_element(By.XPATH, "//label[.//p[text()='Browse']]").click()
+        points = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "g.mark-symbol.role-mark path"))
+        assert len(points) == len(GALLERY_CLASSES) * PER_CLASS
+        ActionChains(driver).move_to_element(points[0]).perform()
+        tooltip = wait.until(ec.visibility_of_element_located(
+            (By.CSS_SELECTOR, "#vg-tooltip-element img")))
+        assert tooltip.get_attribute("src").startswith("data:image/png;base64,")
+        assert driver.save_screenshot(str(tmp_path / "browse.png"))
         assert json.loads((tmp_path / "run" / "app_settings.json").read_text())["gallery"] \
             == str(app_dir / "gallery")
     finally:

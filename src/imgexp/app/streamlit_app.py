@@ -147,7 +147,9 @@ def browse_page(settings: AppSettings, gallery: Gallery) -> None:
     st.caption(f"{len(points)} of {len(gallery)} gallery images placed by {source}; "
                "hover a point to see the image.")
     chart = alt.Chart(points).mark_circle(size=70, opacity=0.8).encode(
-        x=alt.X("x", title="1st axis"), y=alt.Y("y", title="2nd axis"),
+        # padding: points on the edge of the domain are drawn whole
+        x=alt.X("x", title="1st axis", scale=alt.Scale(zero=False, padding=12)),
+        y=alt.Y("y", title="2nd axis", scale=alt.Scale(zero=False, padding=12)),
         color=alt.Color("label", title="class"),
         # vega-tooltip renders a field named "image" as a picture
         tooltip=["image", "path", "label"])
