@@ -18,10 +18,11 @@ def make_gallery(digits_root: Path, dest: Path) -> Path:
     return dest
 
 
-def settings_file(tmp: Path, ckpt: Path, gallery: Path, **overrides) -> Path:
+def settings_file(tmp: Path, ckpt: Path, gallery: Path, name: str = "app_settings.json",
+                  **overrides) -> Path:
     settings = AppSettings(ckpt_path=str(ckpt), gallery=str(gallery),
                            cache_dir=str(tmp / "cache"), **overrides)
-    return write_settings(tmp / "app_settings.json", settings)
+    return write_settings(tmp / name, settings)
 
 
 def digit_png(digits_root: Path, label: str) -> Path:

@@ -16,6 +16,7 @@ from conftest import compose_config
 from imgexp.app.compare import best_threshold, calibrate_on_val, cosine, pair_similarities
 from imgexp.app.gallery import gallery_map, label_of, load_gallery
 from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise, to_batch, verdict
+from imgexp.app.settings import AppSettings
 from imgexp.app.uploads import BadUpload, decode_upload
 from imgexp.curation.features import FeatureExtractor
 from imgexp.data import load_rgb
@@ -197,3 +198,11 @@ def test_launcher_bad_checkpoint_is_one_line(tmp_path):
     assert out.returncode == 1
     assert f"error: checkpoint {tmp_path}/no.ckpt not found" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_settings_name_what_is_wrong():
+    with pytest.raises(ImgexpError, match=r"unknown app setting\(s\) \['treshold'\]"):
+        AppSettings.from_mapping({"ckpt_path": "a", "gallery": "g", "cache_dir": "c",
+                                  "treshold": 0.5})
+    with pytest.raises(ImgexpError, match="gallery is not set: imgexp-app ckpt_path="):
+        AppSettings.from_mapping({"ckpt_path": "a", "gallery": None, "cache_dir": "c"})

@@ -71,6 +71,21 @@ def test_recognise_upload_shows_top5(app, model, digits_root):
     assert app.subheader[0].value == "8 nearest gallery images"
 
 
+def test_gallery_pick_below_the_threshold_is_unknown(app_dir, digits_ckpt, model, monkeypatch):
+    strict = settings_file(app_dir, digits_ckpt, app_dir / "gallery", "strict.json",
+                           unknown_threshold=1.01)  # no probability reaches it
+    monkeypatch.setenv(ENV_VAR, str(strict))
+    at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=120).run()
+    at.radio(key="recognise-source").set_value("Gallery").run()
+    picked = at.selectbox(key="recognise-pick").value
+    assert not at.exception and picked == "0/" + sorted((app_dir / "gallery" / "0").iterdir())[0].name
+    expected = recognise(model, load_rgb(app_dir / "gallery" / picked, SIZE))
+    assert at.metric[0].value == "_unknown"
+    assert at.warning[0].value.startswith(f"Top class {expected.top[0][0]} has probability "
+                                          f"{expected.confidence:.2f}, below "
+                                          "unknown_threshold=1.01")
+
+
 def test_bad_upload_shows_a_message_not_a_traceback(app):
     app.file_uploader(key="recognise-upload").upload("scan.png", b"\x89PNG truncated", "image/png")
     app.run()
