@@ -13,24 +13,11 @@ import time
 from pathlib import Path
 
 import torch
+from benchmarks.common import real_photos_or_digits
 
 from imgexp.app.gallery import load_gallery
 from imgexp.curation.features import FeatureExtractor
 from imgexp.models import build_model
-from imgexp.paths import PROJECT_ROOT
-
-CANDIDATES = (PROJECT_ROOT / "../shared/data/sign_language_digits",
-              PROJECT_ROOT / "../../shared/data/sign_language_digits")  # from a worktree
-
-
-def gallery_dir(work: Path) -> Path:
-    for candidate in CANDIDATES:
-        if candidate.is_dir():
-            return candidate.resolve()
-    from imgexp.data.digits import ensure_digits
-
-    ensure_digits(work / "digits")
-    return work / "digits"
 
 
 def write_checkpoint(path: Path, classes: list[str]) -> Path:
@@ -51,8 +38,7 @@ def run(quick: bool = False) -> dict:
     repeats = 1 if quick else 3
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        root = gallery_dir(work)
-        name = root.name
+        root, name = real_photos_or_digits()
         classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         if quick:  # a few images per class: the same code paths in seconds
             small = work / "quick"
@@ -60,7 +46,7 @@ def run(quick: bool = False) -> dict:
                 (small / c).mkdir(parents=True)
                 for f in sorted((root / c).iterdir())[:20]:
                     (small / c / f.name).symlink_to(f)
-            root, name = small, f"{name} (20 per class)"
+            root, name = small, f"{name}, 20 per class"
         ckpt = write_checkpoint(work / "model.ckpt", classes)
         extractor = FeatureExtractor.from_checkpoint(ckpt, precision="fp32")
         cold, warm = [], []
