@@ -1,1 +1,2 @@
-"""Data curation before training: check, deduplicate, split and describe image collections."""
+"""Curation before training: check, deduplicate and split collections (prepare); features,
+clustering and the choice of images to annotate (select)."""

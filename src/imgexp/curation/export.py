@@ -1,75 +1,75 @@
-"""Materialise the split as folders (split-folders' layout) for tools that only read folders.
+"""Put the selected images in a folder of their own, keeping class sub-folders.
 
-export/<split>/<label>/<path inside its class folder>; when a class map merged several
-folders into one label, the source folder name is kept as a sub-folder so names cannot clash.
-A file whose extension lies about its content gets the right one appended, because folder
-readers pick files by extension.
+The source is only ever read: copies are written to a temporary name then renamed, links
+point at the source, and an export folder inside the source folder is refused.
 """
 
-import errno
+import filecmp
+import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from imgexp.curation.sniff import CANONICAL_EXTENSION, EXTENSION_FORMATS
+from tqdm.auto import tqdm
+
 from imgexp.errors import ImgexpError
 
-MODES = ("copy", "hardlink", "symlink")
+log = logging.getLogger(__name__)
+MODES = ("none", "copy", "hardlink", "symlink")
 
 
-@dataclass(frozen=True)
-class ExportItem:
-    path: str            # relative to the root
-    inside: str          # relative to its class folder
-    class_name: str
-    label: str
-    split: str
-    format: str          # decoded format, e.g. JPEG
-
-
-def export_split(root: Path, items: list[ExportItem], dest: Path, mode: str) -> int:
-    if mode not in MODES:
-        raise ImgexpError(f"prepare.export={mode!r} is not an option: use one of {list(MODES)}")
-    if dest.exists():
-        raise ImgexpError(f"export folder {dest} already exists: remove it or choose another "
-                          "prepare.export_dir")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
-        for item in items:
-            target = tmp / export_path(item)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _materialise(root / item.path, target, mode)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return len(items)
-
-
-def export_path(item: ExportItem) -> PurePosixPath:
-    folder = PurePosixPath(item.split, item.label)
-    if item.label != item.class_name:
-        folder /= item.class_name
-    name = PurePosixPath(item.inside)
-    if EXTENSION_FORMATS.get(name.suffix.lower()) != item.format:
-        name = name.with_name(name.name + CANONICAL_EXTENSION.get(item.format, ""))
-    return folder / name
-
-
-def _materialise(source: Path, target: Path, mode: str) -> None:
+def _place(src: Path, dst: Path, mode: str) -> None:
     if mode == "copy":
-        shutil.copy2(source, target)
-    elif mode == "symlink":
-        os.symlink(source.resolve(), target)
-    else:
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
+        os.close(fd)
         try:
-            os.link(source, target)
-        except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise ImgexpError(f"cannot hard-link {source} into {target.parent} "
-                                  f"({exc.strerror}): use prepare.export=copy or symlink"
-                                  ) from None
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
             raise
+    elif mode == "hardlink":
+        try:
+            os.link(src, dst)
+        except OSError as exc:
+            raise ImgexpError(f"cannot hard-link {src} into {dst.parent} ({exc.strerror}): "
+                              "hard links need the same file system; use select.export=copy "
+                              "or symlink") from None
+    else:
+        os.symlink(src.resolve(), dst)
+
+
+def _already_there(src: Path, dst: Path) -> bool:
+    if not dst.exists():
+        return False
+    if os.path.samefile(src, dst) or filecmp.cmp(src, dst, shallow=False):
+        return True
+    raise ImgexpError(f"{dst} already exists with other content: choose an empty "
+                      "select.export_dir or remove that file")
+
+
+def export_selection(root: Path, rel_paths: list[str], mode: str, export_dir: str | None
+                     ) -> dict:
+    """-> {exported, already_there, export_dir}; rel_paths are relative to root."""
+    if mode not in MODES:
+        raise ImgexpError(f"select.export={mode!r} is not an option: use one of {MODES}")
+    if mode == "none":
+        return {"exported": 0, "already_there": 0, "export_dir": None}
+    if not export_dir:
+        raise ImgexpError(f"select.export={mode} needs select.export_dir=/path/to/new/folder")
+    target, source = Path(export_dir).resolve(), Path(root).resolve()
+    if target == source or source in target.parents:
+        raise ImgexpError(f"select.export_dir={export_dir} is inside the source folder {root}: "
+                          "the source is never written to; pick a folder outside it")
+    done = skipped = 0
+    for rel in tqdm(rel_paths, desc=f"export ({mode})", unit="img"):
+        src, dst = source / rel, target / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if _already_there(src, dst):
+            skipped += 1
+            continue
+        _place(src, dst, mode)
+        done += 1
+    log.info("exported %d images to %s (%d already there)", done, target, skipped)
+    return {"exported": done, "already_there": skipped, "export_dir": str(target)}
