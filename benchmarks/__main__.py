@@ -11,7 +11,7 @@ import json
 import platform
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -23,7 +23,7 @@ def available() -> list[str]:
 
 
 def section(name: str, figures: dict, seconds: float) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(f"| {k} | {json.dumps(v) if isinstance(v, dict | list) else v} |"
                      for k, v in figures.items())
     return (f"## {name}\n\n_{stamp}, {platform.machine()} {platform.processor() or ''}, "

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import torch
-from benchmarks.common import real_photos_or_digits
 
+from benchmarks.common import real_photos_or_digits
 from imgexp.app.gallery import load_gallery
 from imgexp.curation.features import FeatureExtractor
 from imgexp.models import build_model

@@ -9,11 +9,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgexp.curation.assign import assign_splits, map_labels
 from imgexp.curation.duplicates import find_duplicates
-from imgexp.curation.split_export import MODES, ExportItem, export_split
 from imgexp.curation.inspect import CheckOptions, FileCheck, inspect_all
 from imgexp.curation.quarantine import find_log, quarantine, restore
 from imgexp.curation.report import plot_distribution, print_summary, size_stats, split_counts
 from imgexp.curation.scan import Candidate, Scan, scan_root
+from imgexp.curation.split_export import MODES, ExportItem, export_split
 from imgexp.curation.tables import (
     DUPLICATE_COLUMNS,
     NOTE_COLUMNS,
