@@ -1,1 +1,2 @@
-"""Curation before training: features, clustering and the choice of images to annotate."""
+"""Curation before training: check, deduplicate and split collections (prepare); features,
+clustering and the choice of images to annotate (select)."""
