@@ -33,26 +33,31 @@ def classification_scores(labels: np.ndarray, proba: np.ndarray, top_k=(3, 5),
 
 
 def retrieval_map(query_emb: np.ndarray, query_labels: np.ndarray, gallery_emb: np.ndarray,
-                  gallery_labels: np.ndarray, chunk: int = 1024) -> float:
+                  gallery_labels: np.ndarray, exclude_self: bool = False, chunk: int = 1024
+                  ) -> float:
     """Mean over queries of the average precision of the full gallery ranking by cosine
     similarity, a gallery image being relevant when it has the query's class.
 
-    Queries whose class has no gallery image have no defined AP and are left out. This is
+    Queries with no relevant gallery image have no defined AP and are left out. This is
     sklearn's label-ranking average precision with the gallery as the "labels", which is
-    exactly AP over the full ranking (ties count against the query).
+    exactly AP over the full ranking (ties count against the query). exclude_self: the
+    queries are the gallery (query i = gallery i), which then is not its own match.
     """
     query_emb, gallery_emb = _unit(query_emb), _unit(gallery_emb)
-    keep = np.isin(query_labels, gallery_labels)
-    if not keep.any():
-        return float("nan")
-    query_emb, query_labels = query_emb[keep], query_labels[keep]
-    total = 0.0
+    total, counted = 0.0, 0
     for start in range(0, len(query_emb), chunk):
-        q = slice(start, start + chunk)
-        relevant = query_labels[q, None] == gallery_labels[None, :]
-        similarity = query_emb[q] @ gallery_emb.T
-        total += skm.label_ranking_average_precision_score(relevant, similarity) * relevant.shape[0]
-    return float(total / len(query_emb))
+        rows = np.arange(start, min(start + chunk, len(query_emb)))
+        relevant = query_labels[rows, None] == gallery_labels[None, :]
+        similarity = query_emb[rows] @ gallery_emb.T
+        if exclude_self:
+            relevant[rows - start, rows] = False
+            similarity[rows - start, rows] = -2.0  # below any cosine: ranked last
+        keep = relevant.any(axis=1)
+        if keep.any():
+            total += skm.label_ranking_average_precision_score(
+                relevant[keep], similarity[keep]) * keep.sum()
+            counted += int(keep.sum())
+    return float(total / counted) if counted else float("nan")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
