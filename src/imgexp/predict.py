@@ -11,9 +11,9 @@ from imgexp.evaluation.predict import predict_folder, validation_threshold
 @stage_main("predict")
 def main(cfg: DictConfig) -> None:
     if cfg.threshold_for_frr is not None:
-        threshold, n = validation_threshold(cfg)
+        threshold, n, rejected = validation_threshold(cfg)
         print(f"predict.unknown_threshold={threshold:.6g}  (ood={cfg.predict.ood}: sends "
-              f"{cfg.threshold_for_frr:.1%} of the {n} validation images to _unknown/)")
+              f"{rejected:.1%} of the {n} validation images to _unknown/)")
         return
     if not cfg.input:
         raise ImgexpError("input= is not set: input=/path/to/new/images")

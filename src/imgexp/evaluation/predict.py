@@ -156,12 +156,14 @@ def _check_ood(model, ood: str) -> None:
                           "checkpoint has an embedding head: use predict.ood=softmax")
 
 
-def validation_threshold(cfg: DictConfig) -> tuple[float, int]:
-    """The unknown_threshold rejecting `cfg.threshold_for_frr` of the validation images."""
+def validation_threshold(cfg: DictConfig) -> tuple[float, int, float]:
+    """The unknown_threshold rejecting at most `cfg.threshold_for_frr` of the validation
+    images; also how many were scored and the fraction actually rejected."""
     model = load_model(cfg.ckpt_path).to(pick_device(cfg.device))
     _check_ood(model, cfg.predict.ood)
     datamodule = datamodule_for(model, OmegaConf.to_container(cfg.data))
     outputs = run_model(model, split_loader(datamodule, "val"),
                         logits=cfg.predict.ood == "energy", desc="score val")
     scores = known_class_score(outputs, cfg.predict.ood)
-    return threshold_for_false_reject_rate(scores, cfg.threshold_for_frr), len(scores)
+    threshold = threshold_for_false_reject_rate(scores, cfg.threshold_for_frr)
+    return threshold, len(scores), float((scores < threshold).mean())

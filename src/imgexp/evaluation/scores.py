@@ -30,5 +30,6 @@ def threshold_for_false_reject_rate(scores: np.ndarray, rate: float) -> float:
                           "known-class images you accept to send to _unknown/")
     if len(scores) == 0:
         raise ImgexpError("no scores to choose a threshold from (empty validation split)")
-    # inverted_cdf: an observed score, with at most `rate` of the scores strictly below it
-    return float(np.quantile(scores, rate, method="inverted_cdf"))
+    # the largest observed score with at most `rate` of the scores strictly below it
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    return float(ordered[min(int(np.floor(rate * len(ordered) + 1e-9)), len(ordered) - 1)])
