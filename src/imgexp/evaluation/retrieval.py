@@ -40,7 +40,7 @@ def knn_search(query, gallery, k: int, chunk_size: int | None = None,
     query, gallery = _tensor(query), _tensor(gallery)
     k = min(int(k), len(gallery) - int(exclude_self))
     if k < 1 or len(query) == 0:
-        empty = torch.empty(len(query), max(k, 0))
+        empty = torch.empty(len(query), max(k, 0), device=query.device)
         return empty, empty.long()
     step = _chunk_size(chunk_size, len(gallery))
     gallery_sq = (gallery * gallery).sum(1)
@@ -52,7 +52,7 @@ def knn_search(query, gallery, k: int, chunk_size: int | None = None,
         else:  # negated squared distance, so that topk(largest) applies to both metrics
             block = 2 * (q @ gallery.T) - gallery_sq - (q * q).sum(1, keepdim=True)
         if exclude_self:
-            rows = torch.arange(len(q))
+            rows = torch.arange(len(q), device=q.device)
             block[rows, rows + start] = -torch.inf
         top, idx = block.topk(k, dim=1)
         scores.append(top if metric == "cosine" else (-top).clamp_min(0).sqrt())
@@ -62,7 +62,8 @@ def knn_search(query, gallery, k: int, chunk_size: int | None = None,
 
 def _vote(neighbour_labels: torch.Tensor, weights: torch.Tensor, num_classes: int
           ) -> torch.Tensor:
-    votes = torch.zeros(len(neighbour_labels), num_classes, dtype=torch.float64)
+    votes = torch.zeros(len(neighbour_labels), num_classes, dtype=torch.float64,
+                        device=neighbour_labels.device)
     votes.scatter_add_(1, neighbour_labels, weights.double())
     return (votes / votes.sum(1, keepdim=True).clamp_min(1e-12)).float()
 
@@ -82,9 +83,10 @@ def knn_vote(query_emb, gallery_emb, gallery_labels, num_classes: int, k: int = 
     gallery embeddings. An empty gallery gives uniform probabilities."""
     query_emb = _tensor(query_emb)
     if len(gallery_emb) == 0:
-        return torch.full((len(query_emb), num_classes), 1.0 / num_classes)
+        return torch.full((len(query_emb), num_classes), 1.0 / num_classes,
+                          device=query_emb.device)
     sims, idx = knn_search(query_emb, gallery_emb, k, chunk_size=chunk_size)
-    labels = _tensor(gallery_labels, torch.long)[idx]
+    labels = _tensor(gallery_labels, torch.long).to(idx.device)[idx]
     return _vote(labels, _vote_weights(sims, weighted), num_classes)
 
 
@@ -101,7 +103,7 @@ def neighbour_metrics(neighbour_labels: torch.Tensor, query_labels: torch.Tensor
     query_labels = query_labels.long()
     n = len(query_labels)
     relevant = neighbour_labels == query_labels[:, None]
-    ranks = torch.arange(1, neighbour_labels.shape[1] + 1)
+    ranks = torch.arange(1, neighbour_labels.shape[1] + 1, device=neighbour_labels.device)
     r = relevant_counts.long()
     within_r = relevant & (ranks[None, :] <= r[:, None])
     hits = within_r.cumsum(1)
@@ -112,7 +114,7 @@ def neighbour_metrics(neighbour_labels: torch.Tensor, query_labels: torch.Tensor
     p1 = relevant[:, 0] if neighbour_labels.shape[1] else torch.zeros(n, dtype=torch.bool)
 
     vote_k = min(vote_k, neighbour_labels.shape[1])
-    weights = torch.ones(n, vote_k) if vote_weights is None else vote_weights[:, :vote_k]
+    weights = torch.ones(n, vote_k, device=neighbour_labels.device) if vote_weights is None else vote_weights[:, :vote_k]
     num_classes = int(max(neighbour_labels.max().item() if neighbour_labels.numel() else 0,
                           query_labels.max().item() if n else 0)) + 1
     predicted = _vote(neighbour_labels[:, :vote_k], weights, num_classes).argmax(1)

@@ -20,12 +20,25 @@ def build_mixup(cfg: DictConfig | None, num_classes: int):
     return Mixup(num_classes=num_classes, **kwargs)
 
 
+def _check_head_and_loss(head, loss) -> None:
+    """An embedding head needs a metric loss (it has no class logits) and vice versa."""
+    embedding_head = getattr(head, "kind", "") == "embedding"
+    metric_loss = hasattr(loss, "collapse_value")
+    if embedding_head and not metric_loss:
+        raise ImgexpError("model/head=embedding outputs embeddings, not class logits: pair it "
+                          "with model/loss=hard_triplet, triplet or ce_triplet")
+    if metric_loss and not embedding_head:
+        raise ImgexpError("a triplet loss needs embeddings: use model/head=embedding "
+                          "(or model/loss=cross_entropy with a softmax head)")
+
+
 def build_model(cfg: DictConfig, class_names: list[str],
                 train_labels: np.ndarray | None = None) -> ImageClassifier:
     n = len(class_names)
     backbone = instantiate(cfg.model.backbone)
     head = instantiate(cfg.model.head, in_features=backbone.num_features, num_classes=n)
     loss = instantiate(cfg.model.loss, train_labels=train_labels, num_classes=n)
+    _check_head_and_loss(head, loss)
     mixup = build_mixup(cfg.model.get("mixup"), n)
     if mixup is not None and getattr(head, "kind", "") != "classifier":
         raise ImgexpError("model.mixup needs a softmax head (mixed labels have no meaning for "

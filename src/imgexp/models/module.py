@@ -2,6 +2,10 @@
 
 Inputs are uint8 NCHW batches; normalisation lives here so a checkpoint alone says how to
 feed the model (eval, predict, explain and the app need nothing else).
+
+An embedding head (head.kind == "embedding") classifies by a k-NN vote over its gallery:
+the train split's embeddings, refreshed at every validation and saved as buffers in the
+state dict, so a checkpoint alone classifies too.
 """
 
 import logging
@@ -9,10 +13,13 @@ import logging
 import lightning as L
 import torch
 from torch import nn
+from torch.utils.data import DistributedSampler
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from imgexp.errors import ImgexpError
+from imgexp.evaluation.retrieval import knn_vote, retrieval_metrics
+from imgexp.models.embedding import EpochStats, collapse_warning, embed_loader
 
 log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,6 +54,16 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         self.skipped: set[str] = set()
         self.wandb_run_id: str | None = None
+        # (name, params, lr factor) set by a callback (progressive unfreezing) before the
+        # optimizer exists; None = one group of every trainable parameter
+        self.lr_groups: list[tuple[str, list[nn.Parameter], float]] | None = None
+        self.is_embedding = getattr(head, "kind", "classifier") == "embedding"
+        if self.is_embedding:
+            self.register_buffer("gallery_embeddings", torch.empty(0, head.dim))
+            self.register_buffer("gallery_labels", torch.empty(0, dtype=torch.long))
+            self.val_p1_best = MaxMetric()
+            self.epoch_stats = EpochStats()
+            self.outputs: dict[str, list] = {"val": [], "test": []}
 
     # -- inference ---------------------------------------------------------------------------
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -65,14 +82,35 @@ class ImageClassifier(L.LightningModule):
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
         """(N, num_classes) class probabilities of uint8 images, whatever the head.
 
-        The one prediction rule shared by eval, predict, explain and the app.
+        The one prediction rule shared by eval, predict, explain and the app: softmax of the
+        logits, or the distance-weighted k-NN vote over the gallery for an embedding head.
         """
+        if self.is_embedding:
+            return self.knn_proba(self.embed(images))
         return torch.softmax(self(images), dim=-1)
 
     @torch.inference_mode()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised vectors for similarity (penultimate features for a softmax head)."""
-        return nn.functional.normalize(self.features(images).float(), dim=-1)
+        """L2-normalised vectors for similarity: the embedding head's output, or the
+        penultimate features for a softmax head."""
+        out = self(images) if self.is_embedding else self.features(images)
+        return nn.functional.normalize(out.float(), dim=-1)
+
+    def knn_proba(self, embeddings: torch.Tensor) -> torch.Tensor:
+        if len(self.gallery_labels) == 0:
+            raise ImgexpError("this embedding model has no gallery (train embeddings) to vote "
+                              "over: its checkpoint was saved before the first validation; "
+                              "train at least one epoch with validation")
+        return knn_vote(embeddings, self.gallery_embeddings, self.gallery_labels,
+                        len(self.class_names), k=self.head.knn_k,
+                        weighted=self.head.knn_weighted).to(embeddings.device)
+
+    @torch.no_grad()
+    def refresh_gallery(self, loader) -> None:
+        """Embed the train split (no augmentation) with the current weights."""
+        embeddings, labels = embed_loader(self, loader)
+        self.gallery_embeddings = embeddings.to(self.device)
+        self.gallery_labels = labels.to(self.device)
 
     # -- steps -------------------------------------------------------------------------------
     def _note_skipped(self, batch: dict) -> None:
@@ -103,18 +141,44 @@ class ImageClassifier(L.LightningModule):
             logits = self.head(self.backbone(x))
             loss = self.loss_fn(logits, y)
         self._check_finite(loss)
-        self.train_metrics.update(logits.detach(), y)
+        if self.is_embedding:
+            stats = getattr(self.loss_fn, "last_stats", {})
+            self.epoch_stats.add({"triplet_loss": loss.item(), **stats})
+        else:
+            self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
+        if self.is_embedding:
+            self._embedding_epoch_figures()
+            return
         self.log_dict(self.train_metrics.compute())
         self.train_metrics.reset()
+
+    def _embedding_epoch_figures(self) -> None:
+        """Log the share of triplets still active and the spread; warn on collapse."""
+        means = self.epoch_stats.means()
+        if not means:
+            return
+        self.log_dict({f"train/{key}": means[key] for key in ("active_triplets", "embedding_spread")
+                       if key in means})
+        collapse_value = getattr(self.loss_fn, "collapse_value", None)
+        if collapse_value is None or "embedding_spread" not in means:
+            return
+        lr = self.trainer.optimizers[0].param_groups[-1]["lr"] if self._trainer else None
+        message = collapse_warning(means["triplet_loss"], means["embedding_spread"],
+                                   collapse_value, lr)
+        if message:
+            log.warning("epoch %d: %s", self.current_epoch, message)
 
     def _eval_step(self, batch: dict, metrics: MetricCollection, stage: str) -> None:
         self._note_skipped(batch)
         y = batch["label"]
         if y.numel() == 0:
+            return
+        if self.is_embedding:
+            self.outputs[stage].append((self(batch["image"]).float(), y))
             return
         logits = self(batch["image"])
         metrics.update(logits, y)
@@ -124,6 +188,9 @@ class ImageClassifier(L.LightningModule):
         self._eval_step(batch, self.val_metrics, "val")
 
     def on_validation_epoch_end(self) -> None:
+        if self.is_embedding:
+            self._embedding_validation_end()
+            return
         values = self.val_metrics.compute()
         self.val_metrics.reset()
         self.val_acc_best.update(values["val/acc"])
@@ -133,13 +200,84 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics, "test")
 
+    def on_test_epoch_start(self) -> None:
+        if self.is_embedding and len(self.gallery_labels) == 0:
+            self._refresh_gallery_from_datamodule()
+
     def on_test_epoch_end(self) -> None:
+        if self.is_embedding:
+            self._retrieval_epoch_end("test", self.test_metrics)
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
+    # -- embedding evaluation ----------------------------------------------------------------
+    def _refresh_gallery_from_datamodule(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "gallery_dataloader"):
+            raise ImgexpError("an embedding model is evaluated against the train split: run it "
+                              "with an imgexp ImageDataModule (datamodule=...)")
+        self.refresh_gallery(datamodule.gallery_dataloader())
+
+    def _gathered_outputs(self, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs, self.outputs[stage] = self.outputs[stage], []
+        if not outputs:
+            return torch.empty(0, self.head.dim, device=self.device), torch.empty(
+                0, dtype=torch.long, device=self.device)
+        embeddings = torch.cat([e for e, _ in outputs])
+        labels = torch.cat([y for _, y in outputs])
+        if self.trainer.world_size > 1 and self._sharded_eval(stage):
+            embeddings = self.all_gather(embeddings).flatten(0, 1)
+            labels = self.all_gather(labels).flatten(0, 1)
+        return embeddings, labels
+
+    def _sharded_eval(self, stage: str) -> bool:
+        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        return isinstance(getattr(loaders, "sampler", None), DistributedSampler)
+
+    def _retrieval_epoch_end(self, stage: str, metrics: MetricCollection) -> dict:
+        """k-NN accuracy, precision@1, R-precision, MAP@R of `stage` (queries) vs the gallery."""
+        embeddings, labels = self._gathered_outputs(stage)
+        if len(labels) == 0:
+            return {}
+        figures = retrieval_metrics(embeddings.cpu(), labels.cpu(), self.gallery_embeddings.cpu(),
+                                    self.gallery_labels.cpu(), vote_k=self.head.knn_k,
+                                    weighted=self.head.knn_weighted)
+        if figures["n_queries_without_gallery_class"]:
+            log.warning("%s: %d of %d images belong to classes absent from the train split; "
+                        "precision@1 and MAP@R leave them out, knn_acc counts them as wrong",
+                        stage, figures["n_queries_without_gallery_class"], figures["n_queries"])
+        metrics.update(self.knn_proba(embeddings), labels)
+        values = {f"{stage}/{key}": float(figures[key]) for key in
+                  ("knn_acc", "precision_at_1", "r_precision", "map_at_r",
+                   "n_queries_without_gallery_class")}
+        self.log_dict(values, sync_dist=False)
+        return values
+
+    def _embedding_validation_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self.outputs["val"].clear()
+            return
+        self._refresh_gallery_from_datamodule()
+        values = self._retrieval_epoch_end("val", self.val_metrics)
+        classification = self.val_metrics.compute()
+        self.val_metrics.reset()
+        if not values:
+            return
+        self.val_acc_best.update(classification["val/acc"])
+        self.val_p1_best.update(values["val/precision_at_1"])
+        self.log_dict(classification, prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute())
+        self.log("val/precision_at_1_best", self.val_p1_best.compute())
+
     # -- optimisation ------------------------------------------------------------------------
     def param_groups(self) -> list[dict]:
-        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        if self.lr_groups is None:
+            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        if base_lr is None:
+            raise ImgexpError("per-group learning rates need optimizer.lr to be set")
+        return [{"params": params, "lr": base_lr * factor, "name": name}
+                for name, params, factor in self.lr_groups]
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:
@@ -160,3 +298,11 @@ class ImageClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("imgexp", {})
         self.skipped.update(meta.get("skipped", ()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the gallery's size is only known from the checkpoint: take its shape before loading
+        if self.is_embedding:
+            for name in ("gallery_embeddings", "gallery_labels"):
+                if prefix + name in state_dict:
+                    setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
