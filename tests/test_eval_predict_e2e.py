@@ -203,8 +203,9 @@ def test_energy_score_also_rejects_unseen_images(run_copy, tmp_path):
     ckpt = run_copy / "checkpoints" / "best.ckpt"
     cfg = predict_config(tmp_path, ckpt, write_unseen_images(tmp_path / "in")[0].parent,
                          tmp_path / "out", "predict.ood=energy", "threshold_for_frr=0.05")
-    threshold, n_val, rejected = validation_threshold(cfg)
-    assert rejected <= 0.05 and n_val > 100
+    found = validation_threshold(cfg)
+    threshold = found["threshold"]
+    assert found["rejected"] <= 0.05 and found["n_images"] > 100 and found["ood"] == "energy"
     cfg.predict.unknown_threshold = threshold
     summary = predict_folder(cfg)
     assert summary["n_unknown"] >= 0.8 * summary["n_predicted"]

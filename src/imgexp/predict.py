@@ -11,9 +11,10 @@ from imgexp.evaluation.predict import predict_folder, validation_threshold
 @stage_main("predict")
 def main(cfg: DictConfig) -> None:
     if cfg.threshold_for_frr is not None:
-        threshold, n, rejected = validation_threshold(cfg)
-        print(f"predict.unknown_threshold={threshold:.6g}  (ood={cfg.predict.ood}: sends "
-              f"{rejected:.1%} of the {n} validation images to _unknown/)")
+        found = validation_threshold(cfg)
+        print(f"predict.unknown_threshold={found['threshold']:.6g}  (predict.ood={found['ood']}: "
+              f"sends {found['rejected']:.1%} of the {found['n_images']} validation images "
+              "to _unknown/)")
         return
     if not cfg.input:
         raise ImgexpError("input= is not set: input=/path/to/new/images")

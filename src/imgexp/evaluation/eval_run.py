@@ -32,13 +32,22 @@ def image_paths(datamodule: ImageDataModule, split: str, index: np.ndarray) -> l
     return [Path(datamodule.root) / items[i][0] for i in index]
 
 
-def retrieval_scores(split: str, queries: Outputs, gallery: Outputs, knn: DictConfig) -> dict:
+def knn_settings(model, knn: DictConfig) -> tuple[int, bool]:
+    """eval.knn's k and weighting; null = the embedding head's own vote (5, weighted)."""
+    k = knn.k if knn.k is not None else getattr(model.head, "knn_k", 5)
+    weighted = knn.weighted if knn.weighted is not None else getattr(model.head, "knn_weighted",
+                                                                     True)
+    return int(k), bool(weighted)
+
+
+def retrieval_scores(model, split: str, queries: Outputs, gallery: Outputs, knn: DictConfig
+                     ) -> dict:
     """k-NN accuracy, P@1, R-precision, MAP@R and the CBIR mAP of the split's images
     against the train images (leave-one-out when the split is train itself)."""
     own = split == "train"
+    k, weighted = knn_settings(model, knn)
     scores = retrieval_metrics(queries.embeddings, queries.labels, gallery.embeddings,
-                               gallery.labels, vote_k=knn.k, weighted=knn.weighted,
-                               exclude_self=own)
+                               gallery.labels, vote_k=k, weighted=weighted, exclude_self=own)
     scores["retrieval_map"] = retrieval_map(queries.embeddings, queries.labels,
                                             gallery.embeddings, gallery.labels, exclude_self=own)
     return scores
@@ -103,7 +112,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     if with_retrieval:
         gallery = run_model(model, split_loader(datamodule, "train"), embeddings=True,
                             desc="embed train (gallery)")
-        scores |= retrieval_scores(split, queries, gallery, cfg.eval.knn)
+        scores |= retrieval_scores(model, split, queries, gallery, cfg.eval.knn)
     metrics = {f"{split}/{k}": v for k, v in scores.items()}
     metrics[f"{split}/n_images"] = len(queries.index)
     metrics["data/skipped_images"] = len(queries.skipped)

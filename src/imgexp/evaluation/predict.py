@@ -18,8 +18,12 @@ from imgexp.data.splits import IGNORED_NAMES
 from imgexp.errors import ImgexpError
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
 from imgexp.evaluation.files import write_text_atomic
-from imgexp.evaluation.inference import Outputs, is_classifier, pick_device, run_model
-from imgexp.evaluation.scores import known_class_score, threshold_for_false_reject_rate
+from imgexp.evaluation.inference import Outputs, pick_device, run_model
+from imgexp.evaluation.scores import (
+    known_class_score,
+    resolve_ood,
+    threshold_for_false_reject_rate,
+)
 from imgexp.evaluation.sorting import check_mode, place
 from imgexp.models import load_model
 
@@ -65,13 +69,18 @@ def list_inputs(input_path: str | Path, exclude: Path | None = None) -> list[Pat
     return files
 
 
-def classify_files(model, paths: list[Path], batch_size: int, num_workers: int,
-                   with_logits: bool) -> Outputs:
+def score_outputs(model, loader: DataLoader, ood: str, desc: str) -> tuple[Outputs, np.ndarray]:
+    """Predictions and known-class scores (`ood` already resolved) of every image."""
+    outputs = run_model(model, loader, logits=ood == "energy", embeddings=ood == "nearest",
+                        desc=desc)
+    gallery = model.gallery_embeddings.cpu() if ood == "nearest" else None
+    return outputs, known_class_score(outputs, ood, gallery)
+
+
+def file_loader(model, paths: list[Path], batch_size: int, num_workers: int) -> DataLoader:
     dataset = ImageFiles(paths, model.config["data"]["image_size"])
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_skipping,
-                        persistent_workers=False, pin_memory=torch.cuda.is_available())
-    return run_model(model, loader, logits=with_logits, desc="predict")
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      collate_fn=collate_skipping, pin_memory=torch.cuda.is_available())
 
 
 def rejected_table(paths: list[Path], outputs: Outputs) -> pd.DataFrame:
@@ -94,11 +103,10 @@ class PredictSettings:
     top_k: int
 
 
-def predictions_table(paths: list[Path], outputs: Outputs, names: list[str], s: PredictSettings
-                      ) -> pd.DataFrame:
+def predictions_table(paths: list[Path], outputs: Outputs, score: np.ndarray, names: list[str],
+                      s: PredictSettings) -> pd.DataFrame:
     proba = outputs.proba
     pred = proba.argmax(1)
-    score = known_class_score(outputs, s.ood)
     unknown = (score < s.unknown_threshold if s.unknown_threshold is not None
                else np.zeros(len(pred), dtype=bool))
     table = pd.DataFrame({
@@ -128,13 +136,13 @@ def predict_folder(cfg: DictConfig) -> dict:
     if UNKNOWN in names:
         raise ImgexpError(f"the checkpoint has a class named {UNKNOWN}, the folder for "
                           "rejected images: rename that class and retrain")
-    _check_ood(model, settings.ood)
+    settings.ood = resolve_ood(model, settings.ood)
     paths = list_inputs(cfg.input, exclude=output)
     if not paths:
         raise ImgexpError(f"input={cfg.input} holds no files")
-    outputs = classify_files(model, paths, cfg.predict.batch_size, cfg.predict.num_workers,
-                             settings.ood == "energy")
-    table = predictions_table(paths, outputs, names, settings)
+    loader = file_loader(model, paths, cfg.predict.batch_size, cfg.predict.num_workers)
+    outputs, score = score_outputs(model, loader, settings.ood, "predict")
+    table = predictions_table(paths, outputs, score, names, settings)
     rejected = rejected_table(paths, outputs)
     destinations = []
     for path, label, unknown in zip(table["path"], table["predicted"], table["unknown"],
@@ -150,20 +158,13 @@ def predict_folder(cfg: DictConfig) -> dict:
             "per_class": counts}
 
 
-def _check_ood(model, ood: str) -> None:
-    if ood == "energy" and not is_classifier(model):
-        raise ImgexpError("predict.ood=energy needs class logits (a softmax head); this "
-                          "checkpoint has an embedding head: use predict.ood=softmax")
-
-
-def validation_threshold(cfg: DictConfig) -> tuple[float, int, float]:
+def validation_threshold(cfg: DictConfig) -> dict:
     """The unknown_threshold rejecting at most `cfg.threshold_for_frr` of the validation
-    images; also how many were scored and the fraction actually rejected."""
+    images; also the score used, how many were scored and the fraction actually rejected."""
     model = load_model(cfg.ckpt_path).to(pick_device(cfg.device))
-    _check_ood(model, cfg.predict.ood)
+    ood = resolve_ood(model, cfg.predict.ood)
     datamodule = datamodule_for(model, OmegaConf.to_container(cfg.data))
-    outputs = run_model(model, split_loader(datamodule, "val"),
-                        logits=cfg.predict.ood == "energy", desc="score val")
-    scores = known_class_score(outputs, cfg.predict.ood)
+    _, scores = score_outputs(model, split_loader(datamodule, "val"), ood, "score val")
     threshold = threshold_for_false_reject_rate(scores, cfg.threshold_for_frr)
-    return threshold, len(scores), float((scores < threshold).mean())
+    return {"threshold": threshold, "ood": ood, "n_images": len(scores),
+            "rejected": float((scores < threshold).mean())}

@@ -1,24 +1,45 @@
 """How sure the model is that an image belongs to one of its classes: the score compared with
-predict.unknown_threshold (images below it go to _unknown/)."""
+predict.unknown_threshold (images below it go to _unknown/). Higher always means "known"."""
 
 import numpy as np
 from scipy.special import logsumexp
 
 from imgexp.errors import ImgexpError
-from imgexp.evaluation.inference import Outputs
+from imgexp.evaluation.inference import Outputs, is_classifier
+from imgexp.evaluation.retrieval import knn_search
 
-OOD_SCORES = ("softmax", "energy")
+OOD_SCORES = ("auto", "softmax", "energy", "nearest")
 
 
-def known_class_score(outputs: Outputs, ood: str) -> np.ndarray:
+def resolve_ood(model, ood: str) -> str:
+    """auto = softmax for a softmax head, nearest for an embedding head; refuse what the head
+    cannot give (class logits for energy, a gallery for nearest)."""
+    if ood not in OOD_SCORES:
+        raise ImgexpError(f"predict.ood={ood!r} is not an option: use one of {list(OOD_SCORES)}")
+    if ood == "auto":
+        return "softmax" if is_classifier(model) else "nearest"
+    if ood == "energy" and not is_classifier(model):
+        raise ImgexpError("predict.ood=energy needs class logits (a softmax head); this "
+                          "checkpoint has an embedding head: use predict.ood=nearest or softmax")
+    if ood == "nearest" and len(getattr(model, "gallery_embeddings", ())) == 0:
+        raise ImgexpError("predict.ood=nearest needs the gallery of an embedding model; this "
+                          "checkpoint has none: use predict.ood=softmax or energy")
+    return ood
+
+
+def known_class_score(outputs: Outputs, ood: str, gallery=None) -> np.ndarray:
     """softmax: the highest class probability (in [0, 1]); energy: the negative free energy
-    logsumexp(logits) of Liu et al. 2020, which separates unseen inputs better but has no fixed
-    range, so its threshold must come from the validation split (imgexp-predict
-    threshold_for_frr=...)."""
+    logsumexp(logits) of Liu et al. 2020, which separates unseen inputs better; nearest: the
+    cosine similarity to the closest gallery (train) image, i.e. the distance to the nearest
+    class of an embedding model. energy and nearest have no fixed scale: take their threshold
+    from the validation split (imgexp-predict threshold_for_frr=...)."""
     if ood == "softmax":
         return outputs.proba.max(axis=1)
     if ood == "energy":
         return logsumexp(outputs.logits, axis=1)
+    if ood == "nearest":
+        similarity, _ = knn_search(outputs.embeddings, gallery, 1)
+        return similarity[:, 0].numpy()
     raise ImgexpError(f"predict.ood={ood!r} is not an option: use one of {list(OOD_SCORES)}")
 
 
