@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from conftest import compose_config, train_config
 from eval_helpers import write_unseen_images
-
 from imgexp.evaluation.eval_run import evaluate_checkpoint
 from imgexp.evaluation.predict import predict_folder, validation_threshold
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from conftest import compose_config
 from eval_helpers import run_stage, write_unseen_images
-
 from imgexp.errors import ImgexpError
 from imgexp.evaluation.predict import predict_folder
 

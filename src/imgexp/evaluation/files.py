@@ -1,4 +1,4 @@
-"""Small file helpers: atomic text writes and never-overwriting destination names."""
+"""Atomic text writes: readers (and a crashed run) never leave half a CSV or HTML page."""
 
 import os
 import tempfile
@@ -15,13 +15,3 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     os.replace(tmp, path)
     return path
 
-
-def free_name(folder: Path, name: str) -> Path:
-    """folder/name, or folder/stem_1.ext, stem_2.ext... for the first that does not exist."""
-    candidate = folder / name
-    stem, suffix = Path(name).stem, Path(name).suffix
-    n = 0
-    while candidate.exists() or candidate.is_symlink():
-        n += 1
-        candidate = folder / f"{stem}_{n}{suffix}"
-    return candidate

@@ -77,10 +77,18 @@ def score_outputs(model, loader: DataLoader, ood: str, desc: str) -> tuple[Outpu
     return outputs, known_class_score(outputs, ood, gallery)
 
 
-def file_loader(model, paths: list[Path], batch_size: int, num_workers: int) -> DataLoader:
+def file_loader(model, paths: list[Path], batch_size: int | None, num_workers: int
+                ) -> DataLoader:
+    """batch_size None: 16 on CPU, where larger batches of activations fall out of the cache
+    and get slower per image (measured in benchmarks/bench_predict.py), 128 on a GPU.
+    Decoding workers only pay off beyond a few batches: their start-up costs about a second."""
+    on_gpu = next(model.parameters()).is_cuda
+    batch_size = batch_size or (128 if on_gpu else 16)
+    if len(paths) <= 4 * batch_size:
+        num_workers = 0
     dataset = ImageFiles(paths, model.config["data"]["image_size"])
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=collate_skipping, pin_memory=torch.cuda.is_available())
+                      collate_fn=collate_skipping, pin_memory=on_gpu)
 
 
 def rejected_table(paths: list[Path], outputs: Outputs) -> pd.DataFrame:

@@ -6,8 +6,6 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from imgexp.data import UnreadableImage, open_image
 from imgexp.evaluation.files import write_text_atomic
 
