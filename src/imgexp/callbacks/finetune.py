@@ -110,9 +110,12 @@ class ProgressiveUnfreezing(Callback):
         self._hold_frozen(trainer, pl_module, trainer.current_epoch)
 
     def _hold_frozen(self, trainer, pl_module, epoch: int) -> None:
-        for g in self.frozen(epoch):
+        # Lightning restores each module's own mode after validation, so a stage that was
+        # frozen (BN in eval) must be put back in train mode explicitly when it thaws
+        for g in self.groups:
             for name in g["bn"]:
-                pl_module.backbone.get_submodule(name).eval()
+                pl_module.backbone.get_submodule(name).train(
+                    pl_module.training and epoch >= g["epoch"])
         for optimizer in trainer.optimizers:
             self._check_groups(optimizer)
             for group, plan in zip(optimizer.param_groups, self.groups, strict=True):

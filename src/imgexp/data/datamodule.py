@@ -10,7 +10,8 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from lightning.fabric.utilities.seed import pl_worker_init_function
+from torch.utils.data import DataLoader, WeightedRandomSampler, get_worker_info
 
 from imgexp.data.dataset import ImageDataset, SharedImageCache, collate_skipping
 from imgexp.data.digits import ensure_digits
@@ -18,6 +19,7 @@ from imgexp.data.samplers import OversamplingSampler, PKBatchSampler
 from imgexp.data.splits import (
     SPLITS,
     Sample,
+    check_classes_readable,
     has_split_folders,
     scan_class_folders,
     scan_split_folders,
@@ -52,6 +54,15 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None
     samples = [Sample(p, lab, s) for p, lab, s in zip(df["path"], df["label"], df["split"],
                                                       strict=True)]
     return root, classes, samples
+
+
+def seed_worker(worker_id: int) -> None:
+    """Lightning's worker seeding plus albumentations' generators, from the worker's seed
+    (torch derives it from the global seed and the epoch)."""
+    pl_worker_init_function(worker_id)
+    info = get_worker_info()
+    if info is not None and getattr(info.dataset, "augment", None) is not None:
+        info.dataset.augment.set_random_seed(info.seed % 2**32)
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -108,6 +119,7 @@ class ImageDataModule(L.LightningDataModule):
                 samples = stratified_split(scan_class_folders(self.root), self.ratios,
                                            self.split_seed)
             classes = sorted({s.label for s in samples})
+        check_classes_readable(self.root, samples)
         self.classes, self.samples = classes, samples
         unknown = sorted({s.label for s in samples} - set(classes))
         if unknown:
@@ -155,8 +167,11 @@ class ImageDataModule(L.LightningDataModule):
                 dataset=None) -> DataLoader:
         self.setup()
         dataset = dataset if dataset is not None else self.datasets[split]
-        common = dict(num_workers=self.num_workers, collate_fn=collate_skipping,
-                      pin_memory=self.pin_memory,
+        if dataset.augment is not None:
+            # albumentations 2 draws from its own generators, not the global seeds
+            dataset.augment.set_random_seed(int(torch.randint(2**31, ())))
+        common = dict(num_workers=self.num_workers, worker_init_fn=seed_worker,
+                      collate_fn=collate_skipping, pin_memory=self.pin_memory,
                       persistent_workers=self.persistent_workers and self.num_workers > 0)
         if batch_sampler is not None:
             return DataLoader(dataset, batch_sampler=batch_sampler, **common)

@@ -26,6 +26,32 @@ def _chunk_size(chunk_size: int | None, gallery_size: int) -> int:
     return max(1, DEFAULT_BLOCK_ELEMENTS // max(1, gallery_size))
 
 
+def _search_block(q: torch.Tensor, gallery: torch.Tensor, gallery_sq: torch.Tensor, k: int,
+                  offset: int | None, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top k of one block of queries; offset: q's first row is gallery row `offset` (skip it)."""
+    if metric == "cosine":
+        block = q @ gallery.T
+    else:  # negated squared distance, so that topk(largest) applies to both metrics
+        block = 2 * (q @ gallery.T) - gallery_sq - (q * q).sum(1, keepdim=True)
+    if offset is not None:
+        rows = torch.arange(len(q), device=q.device)
+        block[rows, rows + offset] = -torch.inf
+    top, idx = block.topk(k, dim=1)
+    return (top if metric == "cosine" else (-top).clamp_min(0).sqrt()), idx
+
+
+def _blocks(query, gallery, k: int, chunk_size: int | None, exclude_self: bool, metric: str):
+    """(start, scores, indices) per block of queries: what bounds the memory."""
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric={metric!r}: use cosine or euclidean")
+    step = _chunk_size(chunk_size, len(gallery))
+    gallery_sq = (gallery * gallery).sum(1)
+    for start in range(0, len(query), step):
+        offset = start if exclude_self else None
+        yield start, *_search_block(query[start:start + step], gallery, gallery_sq, k, offset,
+                                    metric)
+
+
 def knn_search(query, gallery, k: int, chunk_size: int | None = None,
                exclude_self: bool = False, metric: str = "cosine"
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,29 +61,13 @@ def knn_search(query, gallery, k: int, chunk_size: int | None = None,
     both give the same neighbours for normalised vectors. exclude_self: query row i *is*
     gallery row i (query = gallery), so it is not its own neighbour.
     """
-    if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"metric={metric!r}: use cosine or euclidean")
     query, gallery = _tensor(query), _tensor(gallery)
     k = min(int(k), len(gallery) - int(exclude_self))
     if k < 1 or len(query) == 0:
         empty = torch.empty(len(query), max(k, 0), device=query.device)
         return empty, empty.long()
-    step = _chunk_size(chunk_size, len(gallery))
-    gallery_sq = (gallery * gallery).sum(1)
-    scores, indices = [], []
-    for start in range(0, len(query), step):
-        q = query[start:start + step]
-        if metric == "cosine":
-            block = q @ gallery.T
-        else:  # negated squared distance, so that topk(largest) applies to both metrics
-            block = 2 * (q @ gallery.T) - gallery_sq - (q * q).sum(1, keepdim=True)
-        if exclude_self:
-            rows = torch.arange(len(q), device=q.device)
-            block[rows, rows + start] = -torch.inf
-        top, idx = block.topk(k, dim=1)
-        scores.append(top if metric == "cosine" else (-top).clamp_min(0).sqrt())
-        indices.append(idx)
-    return torch.cat(scores), torch.cat(indices)
+    parts = list(_blocks(query, gallery, k, chunk_size, exclude_self, metric))
+    return torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
 
 
 def _vote(neighbour_labels: torch.Tensor, weights: torch.Tensor, num_classes: int
@@ -90,6 +100,41 @@ def knn_vote(query_emb, gallery_emb, gallery_labels, num_classes: int, k: int = 
     return _vote(labels, _vote_weights(sims, weighted), num_classes)
 
 
+def _neighbour_sums(neighbour_labels: torch.Tensor, query_labels: torch.Tensor,
+                    relevant_counts: torch.Tensor, vote_k: int, vote_weights: torch.Tensor | None,
+                    num_classes: int) -> dict[str, float]:
+    """Per-block sums behind `neighbour_metrics`, so blocks of queries can be added up."""
+    device = neighbour_labels.device
+    n, width = neighbour_labels.shape
+    relevant = neighbour_labels == query_labels[:, None]
+    ranks = torch.arange(1, width + 1, device=device)
+    r = relevant_counts.long()
+    within_r = relevant & (ranks[None, :] <= r[:, None])
+    has_class = r > 0
+    r_safe = r.clamp_min(1).double()
+    ap = (within_r.cumsum(1).double() / ranks * within_r).sum(1) / r_safe
+    r_precision = within_r.sum(1).double() / r_safe
+    p1 = relevant[:, 0] if width else torch.zeros(n, dtype=torch.bool, device=device)
+    vote_k = min(vote_k, width)
+    weights = (torch.ones(n, vote_k, device=device) if vote_weights is None
+               else vote_weights[:, :vote_k])
+    predicted = _vote(neighbour_labels[:, :vote_k], weights, num_classes).argmax(1)
+    return {"knn_correct": float((predicted == query_labels).sum()) if vote_k else 0.0,
+            "p1": float(p1[has_class].double().sum()),
+            "r_precision": float(r_precision[has_class].sum()),
+            "map_at_r": float(ap[has_class].sum()),
+            "n": n, "with_class": int(has_class.sum())}
+
+
+def _finish(sums: dict[str, float]) -> dict:
+    n, m = sums["n"], sums["with_class"]
+    return {"knn_acc": sums["knn_correct"] / n if n else float("nan"),
+            "precision_at_1": sums["p1"] / m if m else float("nan"),
+            "r_precision": sums["r_precision"] / m if m else float("nan"),
+            "map_at_r": sums["map_at_r"] / m if m else float("nan"),
+            "n_queries": n, "n_queries_without_gallery_class": n - m}
+
+
 def neighbour_metrics(neighbour_labels: torch.Tensor, query_labels: torch.Tensor,
                       relevant_counts: torch.Tensor, vote_k: int = 5,
                       vote_weights: torch.Tensor | None = None) -> dict:
@@ -101,33 +146,10 @@ def neighbour_metrics(neighbour_labels: torch.Tensor, query_labels: torch.Tensor
     and the benchmark's scikit-learn baseline so both are scored by the same rule.
     """
     query_labels = query_labels.long()
-    n = len(query_labels)
-    relevant = neighbour_labels == query_labels[:, None]
-    ranks = torch.arange(1, neighbour_labels.shape[1] + 1, device=neighbour_labels.device)
-    r = relevant_counts.long()
-    within_r = relevant & (ranks[None, :] <= r[:, None])
-    hits = within_r.cumsum(1)
-    has_class = r > 0
-    r_safe = r.clamp_min(1).double()
-    ap = (hits.double() / ranks * within_r).sum(1) / r_safe
-    r_precision = within_r.sum(1).double() / r_safe
-    p1 = relevant[:, 0] if neighbour_labels.shape[1] else torch.zeros(n, dtype=torch.bool)
-
-    vote_k = min(vote_k, neighbour_labels.shape[1])
-    weights = torch.ones(n, vote_k, device=neighbour_labels.device) if vote_weights is None else vote_weights[:, :vote_k]
     num_classes = int(max(neighbour_labels.max().item() if neighbour_labels.numel() else 0,
-                          query_labels.max().item() if n else 0)) + 1
-    predicted = _vote(neighbour_labels[:, :vote_k], weights, num_classes).argmax(1)
-
-    def mean(values: torch.Tensor) -> float:
-        return float(values[has_class].double().mean()) if has_class.any() else float("nan")
-
-    return {"knn_acc": float((predicted == query_labels).double().mean()) if n else float("nan"),
-            "precision_at_1": mean(p1),
-            "r_precision": mean(r_precision),
-            "map_at_r": mean(ap),
-            "n_queries": n,
-            "n_queries_without_gallery_class": int((~has_class).sum())}
+                          query_labels.max().item() if len(query_labels) else 0)) + 1
+    return _finish(_neighbour_sums(neighbour_labels, query_labels, relevant_counts, vote_k,
+                                   vote_weights, num_classes))
 
 
 def retrieval_metrics(query_emb, query_labels, gallery_emb, gallery_labels,
@@ -139,20 +161,31 @@ def retrieval_metrics(query_emb, query_labels, gallery_emb, gallery_labels,
     k defaults to the largest class size in the gallery: MAP@R and R-precision are only
     right when every query sees all R of its relevant items. With a smaller k they are
     computed over the first k (a lower bound) and `k` in the result says so.
-    exclude_self: queries are the gallery itself (leave-one-out).
+    exclude_self: queries are the gallery itself (leave-one-out). Scored block by block:
+    memory holds one block of similarities and its top k, never all N x k neighbours.
     """
-    query_labels = _tensor(query_labels, torch.long)
-    gallery_labels = _tensor(gallery_labels, torch.long)
+    query, gallery = _tensor(query_emb), _tensor(gallery_emb)
+    query_labels = _tensor(query_labels, torch.long).to(query.device)
+    gallery_labels = _tensor(gallery_labels, torch.long).to(query.device)
     num_classes = int(max(query_labels.max().item() if len(query_labels) else -1,
                           gallery_labels.max().item() if len(gallery_labels) else -1)) + 1
     class_sizes = torch.bincount(gallery_labels, minlength=max(num_classes, 1))
     relevant = class_sizes[query_labels] - int(exclude_self)
     needed = int(relevant.max()) if len(relevant) else 0
-    k = max(needed, vote_k) if k is None else int(k)
-    sims, idx = knn_search(query_emb, gallery_emb, k, chunk_size=chunk_size,
-                           exclude_self=exclude_self)
-    metrics = neighbour_metrics(gallery_labels[idx], query_labels,
-                                relevant, vote_k,
-                                _vote_weights(sims, weighted))
-    metrics["k"] = idx.shape[1]
+    k = min(max(needed, vote_k) if k is None else int(k), len(gallery) - int(exclude_self))
+    totals: dict[str, float] = {"knn_correct": 0.0, "p1": 0.0, "r_precision": 0.0,
+                                "map_at_r": 0.0, "n": 0, "with_class": 0}
+    if k >= 1:
+        for start, sims, idx in _blocks(query, gallery, k, chunk_size, exclude_self, "cosine"):
+            stop = start + len(idx)
+            sums = _neighbour_sums(gallery_labels[idx], query_labels[start:stop],
+                                   relevant[start:stop], vote_k, _vote_weights(sims, weighted),
+                                   max(num_classes, 1))
+            for key, value in sums.items():
+                totals[key] += value
+    else:  # empty gallery: nothing retrieved, every query wrong
+        totals.update(n=len(query_labels),
+                      with_class=int((relevant > 0).sum()) if len(relevant) else 0)
+    metrics = _finish(totals)
+    metrics["k"] = max(k, 0)
     return metrics
