@@ -11,7 +11,7 @@ import json
 import platform
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -23,7 +23,7 @@ def available() -> list[str]:
 
 
 def section(name: str, figures: dict, seconds: float) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(f"| {k} | {json.dumps(v) if isinstance(v, dict | list) else v} |"
                      for k, v in figures.items())
     return (f"## {name}\n\n_{stamp}, {platform.machine()} {platform.processor() or ''}, "
@@ -42,14 +42,14 @@ def main() -> None:
     parser.add_argument("names", nargs="*", help=f"default: all of {available()}")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     args = parser.parse_args()
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     for name in args.names or available():
         start = time.perf_counter()
         figures = importlib.import_module(f"benchmarks.bench_{name}").run(quick=args.quick)
         seconds = time.perf_counter() - start
         print(f"{name}: {json.dumps(figures, indent=1)}")
-        text = replace_section(text, name, section(name, figures, seconds))
-        RESULTS.write_text(text)
+        # re-read: other benchmark runs may have written their sections meanwhile
+        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        RESULTS.write_text(replace_section(text, name, section(name, figures, seconds)))
 
 
 if __name__ == "__main__":

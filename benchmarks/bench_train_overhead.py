@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from torch import nn
+from torch.utils.data import DataLoader
 
 from benchmarks.common import median_time
 from imgexp.models import build_model
@@ -59,7 +60,8 @@ def imgexp_loop(batches: list[dict]) -> None:
                             enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, limit_val_batches=0,
                             log_every_n_steps=10)
-        trainer.fit(module, train_dataloaders=batches)
+        # batch_size=None: the loader hands over the prepared batches as they are
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
 
 
 def run(quick: bool = False) -> dict:

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import train_config
 
+from conftest import train_config
 from imgexp.fit import fit_and_test
 from imgexp.paths import CONFIG_DIR
 

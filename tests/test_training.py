@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import train_config
 from PIL import Image
 
+from conftest import train_config
 from imgexp.errors import ImgexpError
 from imgexp.fit import fit_and_test
 from imgexp.models.factory import read_checkpoint

@@ -134,7 +134,8 @@ class ImageDataModule(L.LightningDataModule):
         index = {c: i for i, c in enumerate(self.classes)}
         for split in SPLITS:
             items = [(s.path, index[s.label]) for s in self.samples if s.split == split]
-            cache = SharedImageCache(len(items), self.image_size) if self.cache == "ram" else None
+            cache = (SharedImageCache(len(items), self.image_size)
+                     if self.cache == "ram" and items else None)
             augment = self.augmentation if split == "train" else None
             self.datasets[split] = ImageDataset(self.root, items, self.image_size, augment, cache)
 
