@@ -4,17 +4,19 @@ one image at a time (open, convert, resize, forward, copy), as the CBIR seed's s
 
 Both use the same randomly initialised model of the digits_cnn recipe (throughput does not
 depend on the weights), at the recipe's 32 px and at 64 px, and the same photos:
-../shared/data/sign_language_digits (or $BENCH_PHOTOS).
+../shared/data/sign_language_digits (the built-in digits when absent). One intra-op thread for
+both: the loop's best case on a shared machine, where two threads made its single-image
+forwards ~10x slower. The forward of this CNN is compute-bound on CPU, so batching gains
+little by itself (see RESULTS.md); the rest comes from decoding in parallel worker processes.
 
     python -m benchmarks.bench_predict [--quick]
 """
 
 import argparse
+import itertools
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +26,12 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from PIL import Image
 
+from benchmarks.common import median_time, real_photos_or_digits
+from imgexp.data.splits import is_candidate_image
 from imgexp.evaluation.predict import predict_folder
 from imgexp.models import build_model, load_model
-from imgexp.paths import CONFIG_DIR, PROJECT_ROOT
+from imgexp.paths import CONFIG_DIR
 
-# BENCH_PHOTOS: another folder of class folders (e.g. from a worktree, where ../shared differs)
-PHOTOS = Path(os.environ.get("BENCH_PHOTOS",
-                             PROJECT_ROOT / ".." / "shared" / "data" / "sign_language_digits"))
 IMAGE_SIZES = (32, 64)
 
 
@@ -69,46 +70,35 @@ def project(ckpt: Path, photos: Path, output: Path, workers: int) -> None:
     predict_folder(cfg)
 
 
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
-
-
 def run(quick: bool = False) -> dict:
-    photos = PHOTOS.resolve()
-    if not photos.is_dir():
-        raise SystemExit(f"{photos} not found: the benchmark needs the sign-language photos")
+    photos, source_name = real_photos_or_digits()
     repeats = 3
     workers = min(2, os.cpu_count() or 1)
-    # one intra-op thread for both: the per-image loop's best case (on a shared 2-core machine
-    # two threads make its tiny single-image forwards ~10x slower, which would flatter us)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = photos
-        if quick:  # 20 photos per class
+        if quick:  # 20 images per class
             source = tmp / "photos"
             for d in sorted(p for p in photos.iterdir() if p.is_dir()):
                 (source / d.name).mkdir(parents=True)
-                for f in sorted(d.iterdir())[:20]:
+                for f in sorted(p for p in d.iterdir() if is_candidate_image(p))[:20]:
                     shutil.copy2(f, source / d.name / f.name)
-        # the photos only: the folder's LICENSE/README are rejected by predict, not decoded
-        paths = sorted(p for p in source.rglob("*.jpg"))
-        figures = {"images": len(paths), "repeats": repeats, "num_workers": workers,
-                   "batch_size": "auto (16 on CPU)", "torch_threads": torch.get_num_threads()}
+        # the images only: a LICENSE/README next to the class folders is rejected by predict
+        paths = sorted(p for p in source.rglob("*") if p.is_file() and is_candidate_image(p))
+        figures = {"data": f"{source_name}: {len(paths)} images", "repeats": repeats,
+                   "num_workers": workers, "batch_size": "auto (16 on CPU)",
+                   "torch_threads": torch.get_num_threads()}
+        runs = itertools.count()
         for size in IMAGE_SIZES:
             ckpt = make_checkpoint(tmp, size)
-            times = {"project": [], "baseline": []}
-            for r in range(repeats):
-                out = tmp / f"{size}_{r}"
-                times["project"].append(timed(project, ckpt, source, out / "p", workers))
-                times["baseline"].append(timed(per_image_loop, ckpt, paths, out / "b"))
-            project_ips = len(paths) / statistics.median(times["project"])
-            baseline_ips = len(paths) / statistics.median(times["baseline"])
-            figures |= {f"project_images_per_s_{size}px": round(project_ips, 1),
-                        f"baseline_images_per_s_{size}px": round(baseline_ips, 1),
-                        f"speedup_{size}px": round(project_ips / baseline_ips, 2)}
+            t_project = median_time(
+                lambda ckpt=ckpt: project(ckpt, source, tmp / f"p{next(runs)}", workers), repeats)
+            t_loop = median_time(
+                lambda ckpt=ckpt: per_image_loop(ckpt, paths, tmp / f"b{next(runs)}"), repeats)
+            figures |= {f"project images/s {size}px": round(len(paths) / t_project, 1),
+                        f"per-image loop images/s {size}px": round(len(paths) / t_loop, 1),
+                        f"speedup {size}px (goal >= 3)": round(t_loop / t_project, 2)}
     return figures
 
 
