@@ -95,7 +95,8 @@ def write_error_report(folder: Path, errors: list[ErrorRow], confusions: list[tu
         f"<td>{n}</td></tr>" for t, p, n in confusions)
     options = "".join(f"<option>{e(pair_label(t, p))}</option>" for t, p, _ in confusions)
     page = PAGE.format(title=e(title), n_errors=len(errors), total=total, summary=summary,
-                       options=options, head=head, body=body)
+                       options=options, head=head, body=body, size=thumbnail_size,
+                       half=thumbnail_size * 2 // 3)
     return write_text_atomic(folder / "errors.html", page)
 
 
@@ -108,6 +109,10 @@ table {{ border-collapse: collapse; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; vertical-align: middle; }}
 th.sortable {{ cursor: pointer; background: #eef; }}
 th.sortable:after {{ content: " \\2195"; color: #888; }}
+/* small sources (8x8 digits) are scaled up to the thumbnail box, without blurring */
+td img {{ width: {size}px; height: {size}px; object-fit: contain; image-rendering: pixelated;
+          background: #eee; }}
+figure img {{ width: {half}px; height: {half}px; }}
 figure {{ display: inline-block; margin: 2px; text-align: center; font-size: 80%; }}
 td.path {{ font-size: 75%; color: #555; word-break: break-all; max-width: 30em; }}
 .missing {{ color: #a00; }}
