@@ -14,7 +14,8 @@ def main(cfg: DictConfig) -> float:
     out_dir = Path(cfg.paths.output_dir)
     print(f"\neval directory: {out_dir}")
     for key in sorted(k for k in metrics if k.startswith(f"{cfg.split}/")):
-        print(f"  {key} = {metrics[key]:.4f}")
+        value = metrics[key]
+        print(f"  {key} = {value:.4f}" if isinstance(value, float) else f"  {key} = {value}")
     print(f"errors report: {out_dir / 'errors' / 'errors.html'}")
     return metrics[f"{cfg.split}/acc"]
 

@@ -20,7 +20,7 @@ from imgexp.evaluation.report_html import ErrorRow, write_error_report
 from imgexp.evaluation.retrieval import knn_search, retrieval_metrics
 from imgexp.evaluation.run_logging import log_to_run_loggers
 from imgexp.models import load_model
-from imgexp.tracking.run_files import write_json_atomic, write_run_info
+from imgexp.tracking.run_files import to_number, write_json_atomic, write_run_info
 
 log = logging.getLogger(__name__)
 # scores that only mean something for probabilities from a softmax
@@ -113,7 +113,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         gallery = run_model(model, split_loader(datamodule, "train"), embeddings=True,
                             desc="embed train (gallery)")
         scores |= retrieval_scores(model, split, queries, gallery, cfg.eval.knn)
-    metrics = {f"{split}/{k}": v for k, v in scores.items()}
+    # NaN (e.g. no query class in the gallery) becomes null: metrics.json stays valid JSON
+    metrics = {f"{split}/{k}": to_number(v) for k, v in scores.items()}
     metrics[f"{split}/n_images"] = len(queries.index)
     metrics["data/skipped_images"] = len(queries.skipped)
     write_json_atomic(out_dir / "metrics.json", metrics)

@@ -50,6 +50,7 @@ def log_to_wandb(run_id: str, config: dict, metrics: dict, run_dir: Path) -> Non
 
 def log_to_run_loggers(ckpt_path: str | Path, metrics: dict) -> list[str]:
     """Returns what was written to, for the user's report."""
+    metrics = {k: v for k, v in metrics.items() if v is not None}
     meta = read_checkpoint(ckpt_path)["imgexp"]
     config, run_dir = meta["config"], run_dir_of(ckpt_path)
     targets = _logger_targets(config)
