@@ -42,9 +42,9 @@ def path_table(table: pd.DataFrame, clusters: dict[str, np.ndarray]) -> pd.DataF
 
 def least_typical(paths: pd.DataFrame, per_class: int) -> pd.DataFrame:
     """The `per_class` least typical images of each predicted class, least typical first."""
-    ranked = paths.sort_values(["typicality", "confidence"])
+    ranked = paths.sort_values(["typicality", "confidence"], kind="stable")
     return (ranked.groupby("predicted", sort=False).head(per_class)
-            .sort_values("typicality").reset_index(drop=True))
+            .sort_values("typicality", kind="stable").reset_index(drop=True))
 
 
 def plot_parallel(paths: pd.DataFrame, layers: list[str], class_names: list[str],

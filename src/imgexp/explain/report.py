@@ -36,7 +36,7 @@ def _table(frame: pd.DataFrame, links: dict[str, str] | None = None) -> str:
 
 
 def _figure(src: str, caption: str, link: str | None = None) -> str:
-    img = f'<img src="{html.escape(src)}" alt="{html.escape(caption)}" loading="lazy">'
+    img = f'<img src="{html.escape(src)}" alt="{html.escape(caption)}">'
     if link:
         img = f'<a href="{html.escape(link)}">{img}</a>'
     return f"<figure>{img}<figcaption>{html.escape(caption)}</figcaption></figure>"
