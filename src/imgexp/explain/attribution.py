@@ -43,35 +43,39 @@ def superpixels(image: np.ndarray, n_segments: int, compactness: float = 20.0,
     return np.unique(regions, return_inverse=True)[1].reshape(h, w)
 
 
-def score_function(model):
-    """Differentiable class scores: logits for a softmax head, else the model's own
-    predict_proba rule (embedding heads) without its inference_mode."""
-    if getattr(model.head, "kind", "") == "classifier":
+def gradient_scores(model):
+    """Differentiable per-class scores for Grad-CAM: the logits of a softmax head; for an
+    embedding head, whose k-NN vote is piecewise constant in the input, the cosine similarity
+    to each class's mean gallery embedding (its smooth stand-in)."""
+    if getattr(model.head, "kind", "") != "embedding":
         return model
-    rule = type(model).predict_proba
-    rule = getattr(rule, "__wrapped__", rule)
-    return lambda x: rule(model, x)
+    gallery, labels = model.gallery_embeddings, model.gallery_labels
+    prototypes = torch.stack([gallery[labels == c].mean(0) if (labels == c).any()
+                              else torch.zeros_like(gallery[0])
+                              for c in range(len(model.class_names))])
+    prototypes = torch.nn.functional.normalize(prototypes, dim=-1)
+    return lambda x: torch.nn.functional.normalize(model(x), dim=-1) @ prototypes.T
 
 
 def lime_weights(model, image: np.ndarray, target: int, segments: np.ndarray,
                  n_samples: int, seed: int) -> np.ndarray:
-    """One LIME weight per superpixel for class `target` (masked regions -> mean colour)."""
+    """One LIME weight per superpixel for class `target` (masked regions -> mean colour),
+    fitted to the model's own class probabilities (softmax or k-NN vote)."""
     torch.manual_seed(seed)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     mask = torch.from_numpy(segments)[None, None].expand_as(x).long()
     baseline = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
-    lime = Lime(score_function(model), interpretable_model=SkLearnLasso(alpha=0.001))
-    with torch.no_grad():
-        weights = lime.attribute(x, target=target, feature_mask=mask, baselines=baseline,
-                                 n_samples=n_samples, perturbations_per_eval=64,
-                                 return_input_shape=False)
+    lime = Lime(model.predict_proba, interpretable_model=SkLearnLasso(alpha=0.001))
+    weights = lime.attribute(x, target=target, feature_mask=mask, baselines=baseline,
+                             n_samples=n_samples, perturbations_per_eval=64,
+                             return_input_shape=False)
     return weights.reshape(-1).detach().numpy()
 
 
 def grad_cam(model, image: np.ndarray, target: int, layer: str) -> np.ndarray:
     """(H, W) Grad-CAM heat in [0, 1] at `layer`, upsampled to the image."""
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float().requires_grad_(True)
-    cam = LayerGradCam(score_function(model), model.get_submodule(layer))
+    cam = LayerGradCam(gradient_scores(model), model.get_submodule(layer))
     heat = cam.attribute(x, target=target, relu_attributions=True)
     heat = LayerAttribution.interpolate(heat, tuple(image.shape[:2]), "bilinear")
     heat = heat[0, 0].detach().numpy()
