@@ -109,4 +109,7 @@ def load_folder(folder: str | Path, size: int, max_images: int | None, seed: int
         keep = np.random.default_rng(seed).choice(len(paths), max_images, replace=False)
         paths = [paths[i] for i in sorted(keep)]
     images, kept = _decode(paths, size)
+    if not kept:
+        raise ImgexpError(f"explain.ood_dir={folder}: none of its {len(paths)} image files "
+                          "could be decoded")
     return ImageSet(images, [str(paths[i]) for i in kept], np.full(len(kept), -1))

@@ -17,6 +17,7 @@ from imgexp.tracking.run_files import write_json_atomic
 
 log = logging.getLogger(__name__)
 PLOTLY_JS = "plotly.min.js"  # one local copy at the run root, referenced by every HTML page
+PLOTLY_SRC = f"../{PLOTLY_JS}"  # as seen from maps/ and paths/
 
 
 def predictions(images: ImageSet, probs: np.ndarray, class_names: list[str],
@@ -63,6 +64,41 @@ def explain_examples(model, images: ImageSet, table: pd.DataFrame, cfg: DictConf
     return done
 
 
+def explain_layer(layer: str, acts: np.ndarray, classes: np.ndarray, table: pd.DataFrame,
+                  unseen_acts: np.ndarray | None, unseen_table: pd.DataFrame | None,
+                  class_names: list[str], k, ex: DictConfig, out: Path, seed: int):
+    """Activations file, k-means (+ k curve), scores and PCA maps of one layer.
+
+    Adds the layer's cluster of each unseen-class image to unseen_table."""
+    np.save(out / "activations" / f"{layer}.npy", acts.astype(np.float32))
+    result = clustering.cluster_layer(layer, acts, k, ex.k_max, ex.k_rule, seed)
+    score = clustering.layer_scores(result, acts, classes, len(class_names), seed)
+    page = {"name": layer, "file": layer, "npy": f"activations/{layer}.npy",
+            "map_png": f"maps/{layer}.png", "map_html": f"maps/{layer}.html"}
+    if result.curve:
+        page["k_png"] = f"clustering/k_{layer}.png"
+        clustering.plot_k_choice(result, out / page["k_png"])
+    xy = maps.project(result, acts, unseen_acts, seed)
+    title = f"{layer}: k={result.k}"
+    points = table.assign(cluster=result.labels)
+    maps.plot_png(xy, points, class_names, title, out / page["map_png"])
+    maps.plot_html(xy, points, unseen_table, class_names, title, out / page["map_html"],
+                   PLOTLY_SRC)
+    if unseen_table is not None:
+        unseen_table[layer] = result.assign(unseen_acts)
+    return result, score, page
+
+
+def doubt_on_unseen(table: pd.DataFrame, unseen_table: pd.DataFrame, split: str,
+                    out: Path) -> dict:
+    (out / "ood").mkdir(exist_ok=True)
+    unseen_table.to_csv(out / "ood" / "ood_predictions.csv", index=False)
+    known, unseen = table["confidence"].to_numpy(), unseen_table["confidence"].to_numpy()
+    ood.plot_confidence(known, unseen, split, out / "ood" / "confidence.png")
+    stats = ood.confidence_separation(known, unseen)
+    return {"png": "ood/confidence.png", "stats": {"images": len(unseen), **stats}}
+
+
 def run(cfg: DictConfig) -> dict:
     ex, seed = cfg.explain, int(cfg.seed)
     model = load_model(cfg.ckpt_path)
@@ -71,7 +107,6 @@ def run(cfg: DictConfig) -> dict:
     for sub in ("activations", "clustering", "maps", "paths"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     (out / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
-    src = f"../{PLOTLY_JS}"
 
     data = data_config(model.config, cfg.get("data"))
     images, data_classes = load_split(data, cfg.split, ex.max_images, seed)
@@ -83,36 +118,20 @@ def run(cfg: DictConfig) -> dict:
     table = predictions(images, probs, model.class_names, data_classes)
     table.to_csv(out / "activations" / "images.csv", index_label="row")
 
-    unseen = unseen_acts = None
+    unseen = unseen_acts = unseen_table = None
     if ex.ood_dir:
         unseen = load_folder(ex.ood_dir, data["image_size"], ex.max_images, seed)
         unseen_acts, unseen_probs = collect(model, unseen.batches(ex.batch_size), layers)
         unseen_table = predictions(unseen, unseen_probs, model.class_names, data_classes)
 
-    classes = images.labels
     k_setting = OmegaConf.to_container(ex.k) if isinstance(ex.k, DictConfig) else ex.k
     scores, clusters, layer_pages = [], {}, []
     for layer in layers:
-        np.save(out / "activations" / f"{layer}.npy", acts[layer].astype(np.float32))
-        result = clustering.cluster_layer(layer, acts[layer], clustering.k_for(layer, k_setting),
-                                          ex.k_max, ex.k_rule, seed)
+        result, score, page = explain_layer(
+            layer, acts[layer], images.labels, table, unseen_acts[layer] if unseen else None,
+            unseen_table, data_classes, clustering.k_for(layer, k_setting), ex, out, seed)
         clusters[layer] = result.labels
-        scores.append(clustering.layer_scores(result, acts[layer], classes,
-                                              len(data_classes), seed))
-        page = {"name": layer, "file": layer, "npy": f"activations/{layer}.npy",
-                "map_png": f"maps/{layer}.png", "map_html": f"maps/{layer}.html"}
-        if result.curve:
-            page["k_png"] = f"clustering/k_{layer}.png"
-            clustering.plot_k_choice(result, out / page["k_png"])
-        xy = maps.project(result, acts[layer], unseen_acts[layer] if unseen else None, seed)
-        title = f"{layer}: k={result.k}"
-        maps.plot_png(xy, table.assign(cluster=result.labels), model.class_names, title,
-                      out / page["map_png"])
-        maps.plot_html(xy, table.assign(cluster=result.labels),
-                       unseen_table if unseen else None, model.class_names, title,
-                       out / page["map_html"], src)
-        if unseen:
-            unseen_table[layer] = result.assign(unseen_acts[layer])
+        scores.append(score)
         layer_pages.append(page)
 
     purity = pd.DataFrame(scores)
@@ -122,19 +141,10 @@ def run(cfg: DictConfig) -> dict:
     all_paths.sort_values("typicality").to_csv(out / "paths" / "paths.csv", index_label="row")
     odd = paths.least_typical(all_paths, ex.least_typical_per_class)
     odd.to_csv(out / "paths" / "least_typical.csv", index=False)
-    paths.plot_parallel(all_paths, layers, data_classes, out / "paths" / "paths.html", src)
+    paths.plot_parallel(all_paths, layers, data_classes, out / "paths" / "paths.html",
+                        PLOTLY_SRC)
 
-    ood_info = None
-    if unseen:
-        (out / "ood").mkdir(exist_ok=True)
-        unseen_table.to_csv(out / "ood" / "ood_predictions.csv", index=False)
-        stats = ood.confidence_separation(table["confidence"].to_numpy(),
-                                          unseen_table["confidence"].to_numpy())
-        ood.plot_confidence(table["confidence"].to_numpy(),
-                            unseen_table["confidence"].to_numpy(), cfg.split,
-                            out / "ood" / "confidence.png")
-        ood_info = {"png": "ood/confidence.png", "stats": {"images": len(unseen), **stats}}
-
+    ood_info = doubt_on_unseen(table, unseen_table, cfg.split, out) if unseen else None
     examples = explain_examples(model, images, table, ex, out, seed)
     summary = {"checkpoint": str(cfg.ckpt_path), "backbone": type(model.backbone).__name__,
                "head": getattr(model.head, "kind", type(model.head).__name__),
