@@ -18,9 +18,10 @@ TIMM_STAGES = {
 def tiny_checkpoint(backbone: str, out, data_dir):
     from imgexp.fit import fit_and_test
 
-    cfg = train_config([f"model/backbone={backbone}", "data.image_size=32", "data.batch_size=16",
+    cfg = train_config([f"model/backbone={backbone}", "data.image_size=32", "data.batch_size=8",
                         "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
-                        "+trainer.limit_val_batches=1", "test=false"], out, data_dir)
+                        "+trainer.limit_val_batches=1", "+trainer.num_sanity_val_steps=0",
+                        "test=false"], out, data_dir)
     fit_and_test(cfg)
     return out / "checkpoints" / "best.ckpt"
 
@@ -31,7 +32,7 @@ def test_timm_checkpoints_are_explained_stage_by_stage(backbone, tmp_path, data_
     ckpt = tiny_checkpoint(backbone, tmp_path / "train", data_dir)
     out = tmp_path / "explain"
     cfg = compose_config("explain", [
-        f"ckpt_path={ckpt}", "explain.max_images=30", "explain.k=3",
+        f"ckpt_path={ckpt}", "explain.max_images=20", "explain.k=3",
         "explain.attribution.n=1", "explain.attribution.lime_samples=24",
         "explain.attribution.superpixels=8"], out)
     summary = run(cfg)
