@@ -2,40 +2,24 @@
 silhouette) with scikit-learn pinned to one thread, versus the same scan with scikit-learn's
 default threading, in one process run.
 
-Activations: the default layers (3 conv blocks, neck, head) of a simple_cnn (initial weights, 64 px) over the
-sign-language digits photos when present, else the built-in digits.
+Activations: the default layers (3 conv blocks, neck, head) of a simple_cnn (initial weights,
+64 px) over the sign-language digits photos when present, else the built-in digits.
 """
 
-import statistics
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
+from benchmarks.common import median_time, real_photos_or_digits
 from imgexp.data.splits import scan_class_folders
 from imgexp.explain.activations import collect, default_layers
 from imgexp.explain.clustering import SILHOUETTE_SAMPLE, cluster_layer
-from imgexp.explain.inputs import ImageSet, _decode, stratified_sample
-from imgexp.paths import PROJECT_ROOT
+from imgexp.explain.inputs import ImageSet, decode_images, stratified_sample
 
 K_MAX = 15
-CANDIDATES = (PROJECT_ROOT / "../shared/data/sign_language_digits",
-              PROJECT_ROOT / "../../shared/data/sign_language_digits")  # from a worktree
-
-
-def image_root() -> Path:
-    for candidate in CANDIDATES:
-        if candidate.is_dir():
-            return candidate.resolve()
-    from imgexp.data.digits import ensure_digits
-
-    root = PROJECT_ROOT / "data" / "digits"
-    ensure_digits(root)
-    return root
 
 
 def activations(n_images: int) -> dict[str, np.ndarray]:
@@ -44,12 +28,12 @@ def activations(n_images: int) -> dict[str, np.ndarray]:
     from imgexp.models import build_model
     from imgexp.paths import CONFIG_DIR
 
-    root = image_root()
+    root, _ = real_photos_or_digits()
     samples = scan_class_folders(root)
     classes = sorted({s.label for s in samples})
     labels = np.array([classes.index(s.label) for s in samples])
     chosen = stratified_sample(labels, n_images, seed=0)
-    images, kept = _decode([root / samples[i].path for i in chosen], 64)
+    images, kept = decode_images([root / samples[i].path for i in chosen], 64)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["data.image_size=64", "paths.output_dir=unused"])
     model = build_model(cfg, classes).eval()
@@ -69,22 +53,13 @@ def baseline_scan(x: np.ndarray) -> int:
     return max(scores, key=scores.get)
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run(quick: bool = False) -> dict:
     repeats = 1 if quick else 3
     acts = activations(200 if quick else 1000)
     n = len(next(iter(acts.values())))
-    project = timed(lambda: [cluster_layer(name, x, "auto", K_MAX, "silhouette", 0)
+    project = median_time(lambda: [cluster_layer(name, x, "auto", K_MAX, "silhouette", 0)
                              for name, x in acts.items()], repeats)
-    baseline = timed(lambda: [baseline_scan(x) for x in acts.values()], repeats)
+    baseline = median_time(lambda: [baseline_scan(x) for x in acts.values()], repeats)
     return {"images": n, "layers": len(acts), "k_scan": f"2..{K_MAX}",
             "project_s": round(project, 2), "baseline_s": round(baseline, 2),
             "speedup": round(baseline / project, 2)}

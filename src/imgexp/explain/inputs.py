@@ -62,7 +62,7 @@ def stratified_sample(labels: np.ndarray, max_images: int | None, seed: int) -> 
     return np.sort(np.concatenate(picked))[:max_images]
 
 
-def _decode(paths: list[Path], size: int) -> tuple[np.ndarray, list[int]]:
+def decode_images(paths: list[Path], size: int) -> tuple[np.ndarray, list[int]]:
     images, kept = [], []
     for i, path in enumerate(paths):
         try:
@@ -91,7 +91,7 @@ def load_split(data: dict, split: str, max_images: int | None, seed: int
     chosen = stratified_sample(labels, max_images, seed)
     root = Path(datamodule.root)
     paths = [root / samples[i].path for i in chosen]
-    images, kept = _decode(paths, data["image_size"])
+    images, kept = decode_images(paths, data["image_size"])
     image_set = ImageSet(images, [str(paths[i]) for i in kept], labels[chosen][kept])
     return image_set, datamodule.classes
 
@@ -108,7 +108,7 @@ def load_folder(folder: str | Path, size: int, max_images: int | None, seed: int
     if max_images and len(paths) > max_images:
         keep = np.random.default_rng(seed).choice(len(paths), max_images, replace=False)
         paths = [paths[i] for i in sorted(keep)]
-    images, kept = _decode(paths, size)
+    images, kept = decode_images(paths, size)
     if not kept:
         raise ImgexpError(f"explain.ood_dir={folder}: none of its {len(paths)} image files "
                           "could be decoded")
