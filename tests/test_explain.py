@@ -74,7 +74,7 @@ def test_every_file_of_the_report_exists(explained):
                 "ood/ood_predictions.csv"]
     for layer in DIGITS_LAYERS:
         expected += [f"activations/{layer}.npy", f"maps/{layer}.png", f"maps/{layer}.html",
-                     f"clustering/k_{layer}.png"]
+                     f"maps/{layer}.csv", f"clustering/k_{layer}.png"]
     expected += [a["png"] for a in summary["attribution"]]
     missing = [name for name in expected if not (out / name).is_file()]
     assert not missing
@@ -97,6 +97,15 @@ def test_activations_are_pooled_per_layer_for_a_stratified_sample(explained, dig
     logits = np.load(out / "activations" / "head.npy")
     classes = load_model(digits_ckpt).class_names
     assert [classes[i] for i in logits.argmax(1)] == images["predicted"].astype(str).tolist()
+
+
+def test_map_csv_holds_each_image_position(explained):
+    out, summary = explained
+    points = pd.read_csv(out / "maps" / "head.csv")
+    assert len(points) == summary["images"]
+    assert {"path", "x", "y", "true", "predicted", "cluster"} <= set(points.columns)
+    assert points["x"].std() > 0 and points["y"].std() > 0
+    assert points["path"].map(lambda p: Path(p).is_file()).all()
 
 
 def test_paths_rank_the_least_typical_images(explained):

@@ -67,7 +67,7 @@ def explain_examples(model, images: ImageSet, table: pd.DataFrame, cfg: DictConf
 def explain_layer(layer: str, acts: np.ndarray, classes: np.ndarray, table: pd.DataFrame,
                   unseen_acts: np.ndarray | None, unseen_table: pd.DataFrame | None,
                   class_names: list[str], k, ex: DictConfig, out: Path, seed: int):
-    """Activations file, k-means (+ k curve), scores and PCA maps of one layer.
+    """Activations file, k-means (+ k curve), scores and PCA maps (PNG, HTML, CSV) of one layer.
 
     Adds the layer's cluster of each unseen-class image to unseen_table."""
     np.save(out / "activations" / f"{layer}.npy", acts.astype(np.float32))
@@ -80,7 +80,9 @@ def explain_layer(layer: str, acts: np.ndarray, classes: np.ndarray, table: pd.D
         clustering.plot_k_choice(result, out / page["k_png"])
     xy = maps.project(result, acts, unseen_acts, seed)
     title = f"{layer}: k={result.k}"
-    points = table.assign(cluster=result.labels)
+    points = table.assign(cluster=result.labels, x=xy["points"][:, 0], y=xy["points"][:, 1])
+    # path,x,y,...: the 2-D map imgexp-app's Browse view reads (app.map_csv=)
+    points.round(4).to_csv(out / "maps" / f"{layer}.csv", index=False)
     maps.plot_png(xy, points, class_names, title, out / page["map_png"])
     maps.plot_html(xy, points, unseen_table, class_names, title, out / page["map_html"],
                    PLOTLY_SRC)
