@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 
 import timm
-from timm.models import group_parameters
 import torch
+from timm.models import group_parameters
 from torch import nn
 
 from imgexp.errors import ImgexpError
