@@ -28,6 +28,15 @@ NEEDS = {
     ("model/backbone", "timm"): ["model.backbone.name=resnet18"],
     ("model/backbone", "resnet50"): ["data.image_size=32"],
     ("model/backbone", "efficientnet_b0"): ["data.image_size=32"],
+    # an embedding head and a triplet loss only make sense together
+    ("model/head", "embedding"): ["model/loss=hard_triplet"],
+    **{("model/loss", loss): ["model/head=embedding"]
+       for loss in ("triplet", "hard_triplet", "ce_triplet")},
+}
+# recipes that need pretrained weights (no internet here) or big images
+EXPERIMENT_NEEDS = {
+    "gravure_triplet": ["model.backbone.pretrained=false", "data.image_size=32"],
+    "digits_triplet": ["data.samples_per_class=4"],  # P x K in the batch of 8 above
 }
 
 
@@ -48,7 +57,8 @@ def test_group_option_runs_one_debug_batch(tmp_path, data_dir, group, option):
 @pytest.mark.parametrize("experiment", _options("experiment"))
 def test_experiment_runs_one_debug_batch(tmp_path, data_dir, digits_root, experiment):
     metrics = _debug_run(tmp_path, data_dir, [f"experiment={experiment}",
-                                              f"data.root={digits_root}"])
+                                              f"data.root={digits_root}",
+                                              *EXPERIMENT_NEEDS.get(experiment, [])])
     assert "test/acc" in metrics
 
 

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler, get_worker_info
 
 from imgexp.data.dataset import ImageDataset, SharedImageCache, collate_skipping
 from imgexp.data.digits import ensure_digits
+from imgexp.data.samplers import OversamplingSampler, PKBatchSampler
 from imgexp.data.splits import (
     SPLITS,
     Sample,
@@ -71,16 +72,22 @@ class ImageDataModule(L.LightningDataModule):
                  builtin: str | None = None, image_size: int = 64, batch_size: int = 32,
                  num_workers: int = 0, ratios=(0.7, 0.15, 0.15), split_seed: int = 0,
                  cache: str | None = None, sampler: str | None = None,
+                 samples_per_class: int = 4, min_per_class: int = 0,
                  augmentation=None, pin_memory: bool = False, persistent_workers: bool = True):
         super().__init__()
         if cache not in (None, "none", "ram"):
             raise ImgexpError(f"data.cache={cache!r} is not an option: use ram or none")
-        if sampler not in (None, "none", "balanced"):
-            raise ImgexpError(f"data.sampler={sampler!r} is not an option: use balanced or none")
+        if sampler not in (None, "none", "balanced", "pk"):
+            raise ImgexpError(f"data.sampler={sampler!r} is not an option: "
+                              "use balanced, pk or none")
+        if min_per_class and sampler == "balanced":
+            raise ImgexpError("data.min_per_class and data.sampler=balanced both rebalance "
+                              "classes: keep one (min_per_class works with pk or none)")
         self.root, self.manifest, self.builtin = root, manifest, builtin
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.ratios, self.split_seed = tuple(ratios), split_seed
         self.cache, self.sampler, self.augmentation = cache, sampler, augmentation
+        self.samples_per_class, self.min_per_class = samples_per_class, min_per_class
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.classes: list[str] = []
         self.samples: list[Sample] = []
@@ -157,29 +164,56 @@ class ImageDataModule(L.LightningDataModule):
                 for split in SPLITS}
 
     # -- loaders -----------------------------------------------------------------------------
-    def _loader(self, split: str, shuffle: bool = False, sampler=None) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool = False, sampler=None, batch_sampler=None,
+                dataset=None) -> DataLoader:
         self.setup()
-        dataset = self.datasets[split]
+        dataset = dataset if dataset is not None else self.datasets[split]
         if dataset.augment is not None:
             # albumentations 2 draws from its own generators, not the global seeds
             dataset.augment.set_random_seed(int(torch.randint(2**31, ())))
+        common = dict(num_workers=self.num_workers, worker_init_fn=seed_worker,
+                      collate_fn=collate_skipping, pin_memory=self.pin_memory,
+                      persistent_workers=self.persistent_workers and self.num_workers > 0)
+        if batch_sampler is not None:
+            return DataLoader(dataset, batch_sampler=batch_sampler, **common)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
-                          sampler=sampler, num_workers=self.num_workers,
-                          worker_init_fn=seed_worker,
-                          collate_fn=collate_skipping, pin_memory=self.pin_memory,
-                          persistent_workers=self.persistent_workers and self.num_workers > 0,
-                          drop_last=shuffle and len(dataset) > self.batch_size)
+                          sampler=sampler, drop_last=shuffle and len(dataset) > self.batch_size,
+                          **common)
 
     def train_sampler(self):
+        """The train split's sampler (or batch sampler for pk), seeded by split_seed."""
+        labels = self.train_labels()
+        if self.sampler == "pk":
+            return PKBatchSampler(labels, self.batch_size, self.samples_per_class,
+                                  self.min_per_class, seed=self.split_seed)
+        if self.min_per_class:
+            return OversamplingSampler(labels, self.min_per_class, seed=self.split_seed)
         if self.sampler != "balanced":
             return None
-        labels = self.train_labels()
         counts = np.bincount(labels, minlength=self.num_classes)
         weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
         return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True, sampler=self.train_sampler())
+        sampler = self.train_sampler()
+        if isinstance(sampler, PKBatchSampler):
+            self._check_pk_under_ddp()
+            return self._loader("train", batch_sampler=sampler)
+        return self._loader("train", shuffle=True, sampler=sampler)
+
+    def _check_pk_under_ddp(self) -> None:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1 and \
+                trainer._accelerator_connector.use_distributed_sampler:
+            raise ImgexpError("data.sampler=pk shards its batches over the ranks itself: "
+                              "add trainer.use_distributed_sampler=false")
+
+    def gallery_dataloader(self) -> DataLoader:
+        """The train split without augmentation, in order: the reference set of k-NN."""
+        self.setup()
+        train = self.datasets["train"]
+        return self._loader("train", dataset=ImageDataset(train.root, train.items,
+                                                          train.image_size, None, train.cache))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

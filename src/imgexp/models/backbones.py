@@ -8,6 +8,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.models import group_parameters
 from torch import nn
 
 from imgexp.errors import ImgexpError
@@ -54,6 +55,17 @@ class SimpleCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.neck(self.features(x))
 
+    def param_stages(self) -> list[list[str]]:
+        """Parameter names by stage, input to top: one stage per conv block, then the neck
+        (what progressive unfreezing thaws group by group)."""
+        stages: list[list[str]] = []
+        for name, layer in self.features.named_children():
+            if isinstance(layer, nn.Conv2d):
+                stages.append([])
+            stages[-1] += [f"features.{name}.{p}" for p, _ in layer.named_parameters()]
+        stages.append([f"neck.{p}" for p, _ in self.neck.named_parameters()])
+        return stages
+
 
 class TimmBackbone(nn.Module):
     """Any timm model without its classifier (num_classes=0 gives pooled features).
@@ -95,3 +107,9 @@ class TimmBackbone(nn.Module):
     def group_matcher(self):
         """timm's stage grouping (used for progressive unfreezing)."""
         return self.model.group_matcher()
+
+    def param_stages(self) -> list[list[str]]:
+        """Parameter names by stage, input to top, from timm's coarse group_matcher()
+        (stem, one group per block stage, the final conv/norm with the last stage)."""
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        return [[f"model.{name}" for name in names] for _, names in sorted(groups.items())]

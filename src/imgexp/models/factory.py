@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -20,12 +21,36 @@ def build_mixup(cfg: DictConfig | None, num_classes: int):
     return Mixup(num_classes=num_classes, **kwargs)
 
 
+def _instantiate(node, **kwargs):
+    """hydra's instantiate, letting a user error (ImgexpError) through as itself: Hydra wraps
+    it in an InstantiationException, which would print a traceback instead of one line."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, ImgexpError):
+            raise exc.__cause__ from None
+        raise
+
+
+def _check_head_and_loss(head, loss) -> None:
+    """An embedding head needs a metric loss (it has no class logits) and vice versa."""
+    embedding_head = getattr(head, "kind", "") == "embedding"
+    metric_loss = hasattr(loss, "collapse_value")
+    if embedding_head and not metric_loss:
+        raise ImgexpError("model/head=embedding outputs embeddings, not class logits: pair it "
+                          "with model/loss=hard_triplet, triplet or ce_triplet")
+    if metric_loss and not embedding_head:
+        raise ImgexpError("a triplet loss needs embeddings: use model/head=embedding "
+                          "(or model/loss=cross_entropy with a softmax head)")
+
+
 def build_model(cfg: DictConfig, class_names: list[str],
                 train_labels: np.ndarray | None = None) -> ImageClassifier:
     n = len(class_names)
-    backbone = instantiate(cfg.model.backbone)
-    head = instantiate(cfg.model.head, in_features=backbone.num_features, num_classes=n)
-    loss = instantiate(cfg.model.loss, train_labels=train_labels, num_classes=n)
+    backbone = _instantiate(cfg.model.backbone)
+    head = _instantiate(cfg.model.head, in_features=backbone.num_features, num_classes=n)
+    loss = _instantiate(cfg.model.loss, train_labels=train_labels, num_classes=n)
+    _check_head_and_loss(head, loss)
     mixup = build_mixup(cfg.model.get("mixup"), n)
     if mixup is not None and getattr(head, "kind", "") != "classifier":
         raise ImgexpError("model.mixup needs a softmax head (mixed labels have no meaning for "

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from imgexp.errors import ImgexpError
+
 
 class SoftmaxHead(nn.Module):
     """Dropout + linear to class logits."""
@@ -16,3 +18,31 @@ class SoftmaxHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(features))
+
+
+class EmbeddingHead(nn.Module):
+    """Linear projection to `dim` (+ optional BatchNorm), L2-normalised: metric-learning output.
+
+    The model classifies by a k-NN vote (knn_k neighbours, distance-weighted if knn_weighted)
+    over the train-split embeddings it keeps as its gallery; see ImageClassifier.
+    """
+
+    kind = "embedding"
+
+    def __init__(self, in_features: int, num_classes: int, dim: int = 128,
+                 batch_norm: bool = True, dropout: float = 0.0, knn_k: int = 5,
+                 knn_weighted: bool = True):
+        super().__init__()
+        if int(dim) < 1:
+            raise ImgexpError(f"model.head.dim={dim}: the embedding needs at least one "
+                              "dimension (128 is the usual choice)")
+        if int(knn_k) < 1:
+            raise ImgexpError(f"model.head.knn_k={knn_k}: the k-NN vote needs k >= 1")
+        self.dim, self.num_classes = int(dim), num_classes
+        self.knn_k, self.knn_weighted = int(knn_k), knn_weighted
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(in_features, self.dim)
+        self.bn = nn.BatchNorm1d(self.dim) if batch_norm else nn.Identity()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.bn(self.proj(self.dropout(features))), dim=-1)

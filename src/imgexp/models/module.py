@@ -2,6 +2,10 @@
 
 Inputs are uint8 NCHW batches; normalisation lives here so a checkpoint alone says how to
 feed the model (eval, predict, explain and the app need nothing else).
+
+An embedding head (head.kind == "embedding") classifies by a k-NN vote over its gallery:
+the train split's embeddings, refreshed at every validation and saved as buffers in the
+state dict, so a checkpoint alone classifies too.
 """
 
 import logging
@@ -13,6 +17,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from imgexp.errors import ImgexpError
+from imgexp.models.embedding import EmbeddingEvaluation, EpochStats
 
 log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -26,7 +31,7 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
     }, prefix=prefix)
 
 
-class ImageClassifier(L.LightningModule):
+class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
     def __init__(self, backbone: nn.Module, head: nn.Module, loss: nn.Module,
                  optimizer=None, scheduler=None, class_names=(), mean=IMAGENET_MEAN,
                  std=IMAGENET_STD, channels_last: bool = False, mixup=None,
@@ -47,6 +52,16 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best = MaxMetric()
         self.skipped: set[str] = set()
         self.wandb_run_id: str | None = None
+        # (name, params, lr factor) set by a callback (progressive unfreezing) before the
+        # optimizer exists; None = one group of every trainable parameter
+        self.lr_groups: list[tuple[str, list[nn.Parameter], float]] | None = None
+        self.is_embedding = getattr(head, "kind", "classifier") == "embedding"
+        if self.is_embedding:
+            self.register_buffer("gallery_embeddings", torch.empty(0, head.dim))
+            self.register_buffer("gallery_labels", torch.empty(0, dtype=torch.long))
+            self.val_p1_best = MaxMetric()
+            self.epoch_stats = EpochStats()
+            self.outputs: dict[str, list] = {"val": [], "test": []}
 
     # -- inference ---------------------------------------------------------------------------
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -65,14 +80,19 @@ class ImageClassifier(L.LightningModule):
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
         """(N, num_classes) class probabilities of uint8 images, whatever the head.
 
-        The one prediction rule shared by eval, predict, explain and the app.
+        The one prediction rule shared by eval, predict, explain and the app: softmax of the
+        logits, or the distance-weighted k-NN vote over the gallery for an embedding head.
         """
+        if self.is_embedding:
+            return self.knn_proba(self.embed(images))
         return torch.softmax(self(images), dim=-1)
 
     @torch.inference_mode()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised vectors for similarity (penultimate features for a softmax head)."""
-        return nn.functional.normalize(self.features(images).float(), dim=-1)
+        """L2-normalised vectors for similarity: the embedding head's output, or the
+        penultimate features for a softmax head."""
+        out = self(images) if self.is_embedding else self.features(images)
+        return nn.functional.normalize(out.float(), dim=-1)
 
     # -- steps -------------------------------------------------------------------------------
     def _note_skipped(self, batch: dict) -> None:
@@ -103,11 +123,18 @@ class ImageClassifier(L.LightningModule):
             logits = self.head(self.backbone(x))
             loss = self.loss_fn(logits, y)
         self._check_finite(loss)
-        self.train_metrics.update(logits.detach(), y)
+        if self.is_embedding:
+            stats = getattr(self.loss_fn, "last_stats", {})
+            self.epoch_stats.add({"triplet_loss": loss.item(), **stats})
+        else:
+            self.train_metrics.update(logits.detach(), y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
     def on_train_epoch_end(self) -> None:
+        if self.is_embedding:
+            self._embedding_epoch_figures()
+            return
         self.log_dict(self.train_metrics.compute())
         self.train_metrics.reset()
 
@@ -115,6 +142,9 @@ class ImageClassifier(L.LightningModule):
         self._note_skipped(batch)
         y = batch["label"]
         if y.numel() == 0:
+            return
+        if self.is_embedding:
+            self.outputs[stage].append((self(batch["image"]).float(), y))
             return
         logits = self(batch["image"])
         metrics.update(logits, y)
@@ -124,6 +154,9 @@ class ImageClassifier(L.LightningModule):
         self._eval_step(batch, self.val_metrics, "val")
 
     def on_validation_epoch_end(self) -> None:
+        if self.is_embedding:
+            self._embedding_validation_end()
+            return
         values = self.val_metrics.compute()
         self.val_metrics.reset()
         self.val_acc_best.update(values["val/acc"])
@@ -133,13 +166,25 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics, "test")
 
+    def on_test_epoch_start(self) -> None:
+        if self.is_embedding and len(self.gallery_labels) == 0:
+            self._refresh_gallery_from_datamodule()
+
     def on_test_epoch_end(self) -> None:
+        if self.is_embedding:
+            self._retrieval_epoch_end("test", self.test_metrics)
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 
     # -- optimisation ------------------------------------------------------------------------
     def param_groups(self) -> list[dict]:
-        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        if self.lr_groups is None:
+            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        if base_lr is None:
+            raise ImgexpError("per-group learning rates need optimizer.lr to be set")
+        return [{"params": params, "lr": base_lr * factor, "name": name}
+                for name, params, factor in self.lr_groups]
 
     def configure_optimizers(self):
         if self.optimizer_factory is None:

@@ -1,0 +1,109 @@
+"""predict: images/s of imgexp-predict end to end (list, decode in worker processes, batched
+forward, predictions.csv, copy into class folders) vs. a per-image loop doing the same work
+one image at a time (open, convert, resize, forward, copy), as the CBIR seed's script did.
+
+Both use the same randomly initialised model of the digits_cnn recipe (throughput does not
+depend on the weights), at the recipe's 32 px and at 64 px, and the same photos:
+../shared/data/sign_language_digits (the built-in digits when absent). One intra-op thread for
+both: the loop's best case on a shared machine, where two threads made its single-image
+forwards ~10x slower. The forward of this CNN is compute-bound on CPU, so batching gains
+little by itself (see RESULTS.md); the rest comes from decoding in parallel worker processes.
+
+    python -m benchmarks.bench_predict [--quick]
+"""
+
+import argparse
+import itertools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+from PIL import Image
+
+from benchmarks.common import median_time, real_photos_or_digits
+from imgexp.data.splits import is_candidate_image
+from imgexp.evaluation.predict import predict_folder
+from imgexp.models import build_model, load_model
+from imgexp.paths import CONFIG_DIR
+
+IMAGE_SIZES = (32, 64)
+
+
+def make_checkpoint(folder: Path, image_size: int) -> Path:
+    """A checkpoint with the contract's contents (weights, class names, config), untrained."""
+    GlobalHydra.instance().clear()
+    overrides = ["experiment=digits_cnn", f"data.image_size={image_size}", "paths.output_dir=."]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    classes = [str(d) for d in range(10)]
+    model = build_model(cfg, classes)
+    path = folder / f"model_{image_size}.ckpt"
+    torch.save({"state_dict": model.state_dict(),
+                "imgexp": {"class_names": classes, "config": model.config}}, path)
+    return path
+
+
+def per_image_loop(ckpt: Path, paths: list[Path], output: Path) -> None:
+    """The baseline: everything for one image before the next."""
+    model = load_model(ckpt)
+    size = model.config["data"]["image_size"]
+    for path in paths:
+        img = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+        x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)[None]
+        proba = model.predict_proba(x)[0]
+        label = model.class_names[int(proba.argmax())]
+        (output / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, output / label / path.name)
+
+
+def project(ckpt: Path, photos: Path, output: Path, workers: int) -> None:
+    cfg = OmegaConf.create({
+        "ckpt_path": str(ckpt), "input": str(photos), "output": str(output), "device": "cpu",
+        "predict": {"mode": "copy", "unknown_threshold": 0.6, "ood": "softmax", "top_k": 3,
+                    "batch_size": None, "num_workers": workers}})
+    predict_folder(cfg)
+
+
+def run(quick: bool = False) -> dict:
+    photos, source_name = real_photos_or_digits()
+    repeats = 3
+    workers = min(2, os.cpu_count() or 1)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        source = photos
+        if quick:  # 20 images per class
+            source = tmp / "photos"
+            for d in sorted(p for p in photos.iterdir() if p.is_dir()):
+                (source / d.name).mkdir(parents=True)
+                for f in sorted(p for p in d.iterdir() if is_candidate_image(p))[:20]:
+                    shutil.copy2(f, source / d.name / f.name)
+        # the images only: a LICENSE/README next to the class folders is rejected by predict
+        paths = sorted(p for p in source.rglob("*") if p.is_file() and is_candidate_image(p))
+        figures = {"data": f"{source_name}: {len(paths)} images", "repeats": repeats,
+                   "num_workers": workers, "batch_size": "auto (16 on CPU)",
+                   "torch_threads": torch.get_num_threads()}
+        runs = itertools.count()
+        for size in IMAGE_SIZES:
+            ckpt = make_checkpoint(tmp, size)
+            t_project = median_time(
+                lambda ckpt=ckpt: project(ckpt, source, tmp / f"p{next(runs)}", workers), repeats)
+            t_loop = median_time(
+                lambda ckpt=ckpt: per_image_loop(ckpt, paths, tmp / f"b{next(runs)}"), repeats)
+            figures |= {f"project images/s {size}px": round(len(paths) / t_project, 1),
+                        f"per-image loop images/s {size}px": round(len(paths) / t_loop, 1),
+                        f"speedup {size}px (goal >= 3)": round(t_loop / t_project, 2)}
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200 photos instead of all")
+    for key, value in run(parser.parse_args().quick).items():
+        print(f"{key}: {value}")

@@ -1,0 +1,203 @@
+"""Unit tests of the evaluation building blocks on hand-made inputs with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score
+
+from imgexp.errors import ImgexpError
+from imgexp.evaluation.confusion import confusion_counts, most_confused, normalise_rows
+from imgexp.evaluation.inference import Outputs
+from imgexp.evaluation.metrics import classification_scores, retrieval_map
+from imgexp.evaluation.predict import list_inputs
+from imgexp.evaluation.scores import known_class_score, threshold_for_false_reject_rate
+from imgexp.evaluation.sorting import place
+
+
+def unit_angle(degrees) -> np.ndarray:
+    rad = np.radians(np.asarray(degrees, dtype=float))
+    return np.stack([np.cos(rad), np.sin(rad)], axis=1)
+
+
+def test_retrieval_map_on_a_toy_ranking_computed_by_hand():
+    # gallery on the unit circle; query 0 at 0 deg ranks the gallery by angle:
+    #   10(A) 20(B) 30(A) 100(B) 170(A)  -> relevant (A) at ranks 1, 3, 5
+    #   AP = (1/1 + 2/3 + 3/5) / 3 = 0.755...
+    # query 1 (class B) at 180 deg ranks: 170(A) 100(B) 30(A) 20(B) 10(A)
+    #   relevant (B) at ranks 2, 4 -> AP = (1/2 + 2/4) / 2 = 0.5
+    gallery = unit_angle([10, 20, 30, 100, 170])
+    gallery_labels = np.array([0, 1, 0, 1, 0])
+    queries = unit_angle([0, 180])
+    ap_a = (1 + 2 / 3 + 3 / 5) / 3
+    ap_b = (1 / 2 + 2 / 4) / 2
+    got = retrieval_map(queries, np.array([0, 1]), gallery, gallery_labels)
+    assert got == pytest.approx((ap_a + ap_b) / 2, abs=1e-12)
+
+
+def test_retrieval_map_ignores_queries_without_relevant_gallery_items_and_scales():
+    gallery = unit_angle([0, 90])
+    # class 2 has no gallery image: its query has no AP and must not count as 0 or 1
+    got = retrieval_map(unit_angle([1, 45]) * 7.0, np.array([0, 2]), gallery * 3.0,
+                        np.array([0, 1]))
+    assert got == pytest.approx(1.0)
+
+
+def test_retrieval_map_matches_sklearn_average_precision_per_query_on_random_data():
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(30, 8)), rng.normal(size=(200, 8))
+    ql, gl = rng.integers(0, 4, 30), rng.integers(0, 4, 200)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    expected = np.mean([average_precision_score(gl == ql[i], gn @ qn[i]) for i in range(30)])
+    assert retrieval_map(q, ql, g, gl, chunk=7) == pytest.approx(expected, abs=1e-9)
+
+
+def test_retrieval_map_leave_one_out_when_queries_are_the_gallery():
+    emb = unit_angle([0, 5, 90, 95])
+    labels = np.array([0, 0, 1, 1])
+    # each image's only other same-class image is its nearest neighbour
+    assert retrieval_map(emb, labels, emb, labels, exclude_self=True) == pytest.approx(1.0)
+    # a class with a single image has nothing to retrieve once itself is excluded
+    labels = np.array([0, 0, 1, 2])
+    assert retrieval_map(emb, labels, emb, labels, exclude_self=True) == pytest.approx(1.0)
+
+
+def test_classification_scores_on_a_small_case():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    proba = np.array([[.8, .1, .1], [.4, .5, .1], [.1, .8, .1],
+                      [.1, .7, .2], [.2, .2, .6], [.5, .1, .4]])
+    s = classification_scores(labels, proba, top_k=(2, 3))
+    assert s["acc"] == pytest.approx(4 / 6)
+    assert s["balanced_acc"] == pytest.approx((0.5 + 1 + 0.5) / 3)
+    # per class precision: 0 -> 1/2, 1 -> 2/3, 2 -> 1/1
+    assert s["precision_macro"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert s["top2_acc"] == pytest.approx(6 / 6)
+    assert "top3_acc" not in s  # k = number of classes: always 1, not reported
+    assert s["log_loss"] == pytest.approx(-np.mean(np.log([.8, .4, .8, .7, .6, .4])))
+    # ECE with 15 bins: confidences .8 .5 .8 .7 .6 .5 / hits 1 0 1 1 1 0
+    conf, hit = np.array([.8, .5, .8, .7, .6, .5]), np.array([1, 0, 1, 1, 1, 0])
+    bins = np.minimum((conf * 15).astype(int), 14)
+    ece = sum(abs(conf[bins == b].mean() - hit[bins == b].mean()) * (bins == b).mean()
+              for b in set(bins))
+    assert s["ece"] == pytest.approx(ece, abs=1e-6)
+
+
+def test_confusion_rows_sum_to_supports_and_pairs_are_ranked():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 2, 0, 0, 1])
+    counts = confusion_counts(labels, pred, 4)
+    assert counts.sum(axis=1).tolist() == [3, 2, 4, 0]
+    assert normalise_rows(counts)[3].tolist() == [0, 0, 0, 0]  # no support: no division by 0
+    table = most_confused(counts, ["a", "b", "c", "d"])
+    assert table[["true", "predicted", "count"]].values.tolist() == [
+        ["a", "b", 2], ["c", "a", 2], ["b", "c", 1], ["c", "b", 1]]
+    assert table.loc[0, "rate_of_true_class"] == pytest.approx(2 / 3)
+
+
+def test_threshold_for_false_reject_rate_rejects_at_most_that_fraction():
+    scores = np.linspace(0.01, 1.0, 100)
+    t = threshold_for_false_reject_rate(scores, 0.05)
+    assert (scores < t).mean() == pytest.approx(0.05)
+    assert threshold_for_false_reject_rate(scores, 0.0) == pytest.approx(0.01)
+    with pytest.raises(ImgexpError, match="threshold_for_frr"):
+        threshold_for_false_reject_rate(scores, 1.5)
+
+
+def test_energy_score_is_logsumexp_of_logits():
+    logits = np.array([[2.0, 0.0], [10.0, 10.0]], dtype=np.float32)
+    out = Outputs(index=np.arange(2), proba=np.array([[.88, .12], [.5, .5]]), logits=logits)
+    assert known_class_score(out, "energy") == pytest.approx(
+        [np.log(np.exp(2) + 1), 10 + np.log(2)], rel=1e-6)
+    assert known_class_score(out, "softmax").tolist() == [.88, .5]
+    with pytest.raises(ImgexpError, match="predict.ood"):
+        known_class_score(out, "odin")
+
+
+@pytest.mark.parametrize("mode", ["copy", "hardlink", "symlink"])
+def test_place_never_overwrites(tmp_path, mode):
+    src_a, src_b = tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"
+    for src, data in ((src_a, b"first"), (src_b, b"second")):
+        src.parent.mkdir()
+        src.write_bytes(data)
+    out = tmp_path / "out" / "cls"
+    first, second = place(src_a, out, mode), place(src_b, out, mode)
+    assert (first.name, second.name) == ("x.png", "x_1.png")
+    assert first.read_bytes() == b"first" and second.read_bytes() == b"second"
+    assert src_a.read_bytes() == b"first"  # sources untouched
+    assert (mode == "symlink") == second.is_symlink()
+    assert place(src_a, out, "none") is None
+
+
+def test_list_inputs_skips_hidden_files_and_the_output_folder(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "out" / "3").mkdir(parents=True)
+    for name in ["a.png", "sub/b.jpg", "notes.txt", ".hidden.png", "Thumbs.db", "out/3/a.png"]:
+        (tmp_path / name).write_bytes(b"x")
+    got = [p.relative_to(tmp_path).as_posix() for p in list_inputs(tmp_path, tmp_path / "out")]
+    assert got == ["a.png", "notes.txt", "sub/b.jpg"]
+    with pytest.raises(ImgexpError, match="input="):
+        list_inputs(tmp_path / "missing")
+
+
+def test_most_confused_table_is_empty_without_errors():
+    table = most_confused(np.diag([3, 4]), ["a", "b"])
+    assert isinstance(table, pd.DataFrame) and table.empty
+
+
+def test_eval_metrics_reach_the_runs_wandb_run_and_csv_log(tmp_path, monkeypatch):
+    import torch
+
+    from imgexp.evaluation.run_logging import log_to_run_loggers
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "csv").mkdir()
+    (run / "csv" / "metrics.csv").write_text("epoch,step,val/acc\n0,9,0.5\n1,19,0.75\n")
+    loggers = {"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger"},
+               "wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger",
+                         "project": "imgexp", "mode": "offline"}}
+    ckpt = run / "checkpoints" / "best.ckpt"
+    torch.save({"imgexp": {"class_names": ["a", "b"], "config": {"logger": loggers},
+                           "wandb_run_id": "evaltest1"}}, ckpt)
+    done = log_to_run_loggers(ckpt, {"test/acc": 0.875, "test/balanced_acc": 0.5})
+    assert done == [str(run / "csv" / "metrics.csv"), "wandb run evaltest1"]
+    table = pd.read_csv(run / "csv" / "metrics.csv")
+    assert table["val/acc"].tolist()[:2] == [0.5, 0.75]
+    assert table.iloc[-1][["step", "test/acc"]].tolist() == [19, 0.875]
+    # the offline W&B run resumed under the training run's id holds the new keys
+    records = list((run / "wandb").glob("offline-run-*-evaltest1/run-evaltest1.wandb"))
+    assert len(records) == 1 and b"test/balanced_acc" in records[0].read_bytes()
+
+
+def test_datamodule_for_rebuilds_the_checkpoints_split_or_uses_the_users_root(digits_root,
+                                                                              tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from imgexp.data import ImageDataModule
+    from imgexp.evaluation.checkpoint_data import datamodule_for
+
+    data = {"_target_": "imgexp.data.ImageDataModule", "builtin": "digits",
+            "root": str(digits_root), "manifest": None, "image_size": 8, "batch_size": 4,
+            "num_workers": 0, "ratios": [0.7, 0.15, 0.15], "split_seed": 3}
+    model = SimpleNamespace(config={"data": data}, class_names=[str(d) for d in range(10)])
+    same = datamodule_for(model, {"root": None, "image_size": 64})
+    trained = ImageDataModule(root=str(digits_root), split_seed=3)
+    trained.resolve()
+    assert same.split_table().equals(trained.split_table())
+    assert same.image_size == 8  # the model's, whatever the override
+
+    other = tmp_path / "other"
+    for d in range(10):
+        (other / str(d)).mkdir(parents=True)
+        for f in sorted((digits_root / str(d)).iterdir())[:5]:
+            shutil.copy(f, other / str(d) / f.name)
+    moved = datamodule_for(model, {"root": str(other)})
+    assert moved.root == str(other) and moved.builtin is None
+    assert sum(len(ds) for ds in moved.datasets.values()) == 50
+    assert not (other / ".export-complete").exists()  # no digits exported into user data
+
+    shutil.rmtree(other / "9")
+    with pytest.raises(ImgexpError, match="trained on"):
+        datamodule_for(model, {"root": str(other)})
