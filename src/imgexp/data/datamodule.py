@@ -1,0 +1,174 @@
+"""LightningDataModule over a manifest, a folder of class folders, or the built-in digits."""
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from imgexp.data.dataset import ImageDataset, SharedImageCache, collate_skipping
+from imgexp.data.digits import ensure_digits
+from imgexp.data.splits import (
+    SPLITS,
+    Sample,
+    has_split_folders,
+    scan_class_folders,
+    scan_split_folders,
+    stratified_split,
+)
+from imgexp.errors import ImgexpError
+
+log = logging.getLogger(__name__)
+MANIFEST_COLUMNS = ("path", "label", "split")
+
+
+def read_manifest(manifest: str | Path, root: str | Path | None = None
+                  ) -> tuple[Path, list[str], list[Sample]]:
+    """manifest.csv (+ sibling manifest.json for root and class order) -> root, classes, samples."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise ImgexpError(f"manifest {manifest} not found: set data.manifest= to the "
+                          "manifest.csv written by imgexp-prepare")
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise ImgexpError(f"manifest {manifest} lacks column(s) {missing}; "
+                          f"needs {list(MANIFEST_COLUMNS)}")
+    bad = sorted(set(df["split"]) - set(SPLITS))
+    if bad:
+        raise ImgexpError(f"manifest {manifest} has unknown split value(s) {bad}; "
+                          f"use {list(SPLITS)}")
+    meta_file = manifest.with_suffix(".json")
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    root = Path(root or meta.get("root") or manifest.parent)
+    classes = list(meta.get("classes") or sorted(set(df["label"])))
+    samples = [Sample(p, lab, s) for p, lab, s in zip(df["path"], df["label"], df["split"],
+                                                      strict=True)]
+    return root, classes, samples
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Labelled images with a train/val/test split; see conf/data/*.yaml for the knobs."""
+
+    def __init__(self, root: str | None = None, manifest: str | None = None,
+                 builtin: str | None = None, image_size: int = 64, batch_size: int = 32,
+                 num_workers: int = 0, ratios=(0.7, 0.15, 0.15), split_seed: int = 0,
+                 cache: str | None = None, sampler: str | None = None,
+                 augmentation=None, pin_memory: bool = False, persistent_workers: bool = True):
+        super().__init__()
+        if cache not in (None, "none", "ram"):
+            raise ImgexpError(f"data.cache={cache!r} is not an option: use ram or none")
+        if sampler not in (None, "none", "balanced"):
+            raise ImgexpError(f"data.sampler={sampler!r} is not an option: use balanced or none")
+        self.root, self.manifest, self.builtin = root, manifest, builtin
+        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
+        self.ratios, self.split_seed = tuple(ratios), split_seed
+        self.cache, self.sampler, self.augmentation = cache, sampler, augmentation
+        self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
+        self.classes: list[str] = []
+        self.samples: list[Sample] = []
+        self.datasets: dict[str, ImageDataset] = {}
+
+    # -- discovery -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.builtin == "digits":
+            ensure_digits(self.root)
+        elif self.builtin:
+            raise ImgexpError(f"data.builtin={self.builtin!r} is unknown: use digits or null")
+
+    def resolve(self) -> None:
+        """Find classes and the split once; cheap (no decoding), so entry points call it early."""
+        if self.samples:
+            return
+        self.prepare_data()
+        if self.manifest:
+            root, classes, samples = read_manifest(self.manifest, self.root)
+            self.root = str(root)
+        else:
+            if self.root is None:
+                raise ImgexpError("data.root is not set: data.root=/path/to/images "
+                                  "(one sub-folder per class) or data=manifest data.manifest=...")
+            if has_split_folders(self.root):
+                log.info("%s has train/val/test folders: using that split as it is", self.root)
+                samples = scan_split_folders(self.root)
+            else:
+                samples = stratified_split(scan_class_folders(self.root), self.ratios,
+                                           self.split_seed)
+            classes = sorted({s.label for s in samples})
+        self.classes, self.samples = classes, samples
+        unknown = sorted({s.label for s in samples} - set(classes))
+        if unknown:
+            raise ImgexpError(f"labels {unknown} are not in the class list {classes}")
+        if not any(s.split == "train" for s in samples):
+            raise ImgexpError(f"no training images found under {self.root}")
+
+    def setup(self, stage: str | None = None) -> None:
+        self.resolve()
+        if self.datasets:
+            return
+        index = {c: i for i, c in enumerate(self.classes)}
+        for split in SPLITS:
+            items = [(s.path, index[s.label]) for s in self.samples if s.split == split]
+            cache = SharedImageCache(len(items), self.image_size) if self.cache == "ram" else None
+            augment = self.augmentation if split == "train" else None
+            self.datasets[split] = ImageDataset(self.root, items, self.image_size, augment, cache)
+
+    # -- facts other parts need --------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def train_labels(self) -> np.ndarray:
+        self.setup()
+        return np.asarray(self.datasets["train"].labels, dtype=np.int64)
+
+    def split_table(self) -> pd.DataFrame:
+        self.resolve()
+        return pd.DataFrame([(s.path, s.label, s.split) for s in self.samples],
+                            columns=list(MANIFEST_COLUMNS))
+
+    def manifest_hash(self) -> str:
+        """sha256 of the (path, label, split) table: equal hash = same data split."""
+        table = self.split_table().to_csv(index=False).encode()
+        return hashlib.sha256(table).hexdigest()
+
+    def describe(self) -> dict:
+        self.resolve()
+        return {split: dict(Counter(s.label for s in self.samples if s.split == split))
+                for split in SPLITS}
+
+    # -- loaders -----------------------------------------------------------------------------
+    def _loader(self, split: str, shuffle: bool = False, sampler=None) -> DataLoader:
+        self.setup()
+        dataset = self.datasets[split]
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
+                          sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=collate_skipping, pin_memory=self.pin_memory,
+                          persistent_workers=self.persistent_workers and self.num_workers > 0,
+                          drop_last=shuffle and len(dataset) > self.batch_size)
+
+    def train_sampler(self):
+        if self.sampler != "balanced":
+            return None
+        labels = self.train_labels()
+        counts = np.bincount(labels, minlength=self.num_classes)
+        weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+        return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True, sampler=self.train_sampler())
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,45 @@
+"""The built-in dataset: scikit-learn's real handwritten digits written as PNG class folders.
+
+Exported once, atomically: files go to a temporary sibling folder that is renamed into place
+when complete, so a half-written export is never mistaken for a finished one.
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+COMPLETE_MARKER = ".export-complete"
+
+
+def ensure_digits(root: str | Path) -> Path:
+    """Export the 1,797 digits to root/<digit>/<index>.png unless already complete."""
+    root = Path(root)
+    if (root / COMPLETE_MARKER).exists():
+        return root
+    from sklearn.datasets import load_digits
+
+    log.info("Exporting scikit-learn digits to %s (first use)", root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        digits = load_digits()
+        # 8x8 images with values 0..16, white digit on black: scale to 0..255.
+        images = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+        for i, (img, target) in enumerate(zip(images, digits.target, strict=True)):
+            class_dir = tmp / str(target)
+            class_dir.mkdir(exist_ok=True)
+            Image.fromarray(img, mode="L").save(class_dir / f"{i:04d}.png")
+        (tmp / COMPLETE_MARKER).write_text(f"{len(images)} images\n")
+        if root.exists():  # a partial export from an interrupted older version of this code
+            shutil.rmtree(root)
+        os.replace(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root

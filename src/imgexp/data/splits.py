@@ -1,0 +1,121 @@
+"""Find labelled images in folders and split them into train/val/test, stratified and seeded."""
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgexp.errors import ImgexpError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm", ".jfif"}
+IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str  # relative to the data root, POSIX separators
+    label: str
+    split: str = ""
+
+
+def is_candidate_image(path: Path) -> bool:
+    name = path.name
+    return (not name.startswith(".") and name not in IGNORED_NAMES
+            and path.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _class_files(class_dir: Path, root: Path) -> list[str]:
+    files = [p for p in class_dir.rglob("*")
+             if p.is_file() and is_candidate_image(p)
+             and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    return sorted(p.relative_to(root).as_posix() for p in files)
+
+
+def scan_class_folders(root: str | Path) -> list[Sample]:
+    """One sub-folder per class (nested folders inside a class are included)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ImgexpError(f"data root {root} does not exist or is not a folder: "
+                          "set data.root=/path/to/images (one sub-folder per class)")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise ImgexpError(f"data root {root} has no class folders: put each class's images in "
+                          "its own sub-folder (root/<class>/<image>)")
+    samples = []
+    for class_dir in class_dirs:
+        files = _class_files(class_dir, root)
+        if not files:
+            raise ImgexpError(f"class folder {class_dir} has no image files "
+                              f"(extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                              "remove it or add images")
+        samples += [Sample(f, class_dir.name) for f in files]
+    return samples
+
+
+def has_split_folders(root: str | Path) -> bool:
+    root = Path(root)
+    return all((root / s).is_dir() for s in ("train", "val")) and root.is_dir()
+
+
+def scan_split_folders(root: str | Path) -> list[Sample]:
+    """The split-folders layout: root/{train,val,test}/<class>/<image>."""
+    root = Path(root)
+    samples = []
+    for split in SPLITS:
+        if not (root / split).is_dir():
+            continue
+        for s in scan_class_folders(root / split):
+            samples.append(Sample(f"{split}/{s.path}", s.label, split))
+    return samples
+
+
+def split_counts(n: int, ratios: tuple[float, ...]) -> list[int]:
+    """How many of n items go to each split: largest remainders, train served first.
+
+    Small classes fill train, then val, then test, so a class with one image is trainable.
+    """
+    raw = np.asarray(ratios, dtype=float) / sum(ratios) * n
+    counts = np.floor(raw).astype(int)
+    remainder = n - counts.sum()
+    order = sorted(range(len(ratios)), key=lambda i: (-(raw[i] - counts[i]), i))
+    for i in order[:remainder]:
+        counts[i] += 1
+    # every split with a positive ratio should get one image before any gets a second,
+    # in train -> val -> test order
+    for i in range(len(ratios)):
+        if counts[i] == 0 and ratios[i] > 0:
+            donor = int(np.argmax(counts))
+            if counts[donor] > 1 and donor != i:
+                counts[donor] -= 1
+                counts[i] += 1
+    return counts.tolist()
+
+
+def stratified_split(samples: list[Sample], ratios=(0.7, 0.15, 0.15), seed: int = 0,
+                     ) -> list[Sample]:
+    """Assign each sample a split, class by class; deterministic for a given seed and input."""
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise ImgexpError(f"split ratios must be three non-negative numbers (train, val, test), "
+                          f"got {list(ratios)}")
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[Sample]] = {}
+    for s in sorted(samples, key=lambda s: (s.label, s.path)):
+        by_class.setdefault(s.label, []).append(s)
+    out = []
+    for label, items in by_class.items():
+        counts = split_counts(len(items), tuple(ratios))
+        if len(items) < sum(1 for r in ratios if r > 0):
+            warnings.warn(f"class '{label}' has only {len(items)} image(s): "
+                          f"they go to train first ({dict(zip(SPLITS, counts, strict=True))})",
+                          stacklevel=2)
+        order = rng.permutation(len(items))
+        bounds = np.cumsum([0, *counts])
+        for k, split in enumerate(SPLITS):
+            out += [Sample(items[j].path, label, split) for j in order[bounds[k]:bounds[k + 1]]]
+    return sorted(out, key=lambda s: (s.label, s.path))
