@@ -104,7 +104,10 @@ class OptunaSweeperImpl:
         params = [f"{k}={v}" for k, v in self.params.items()]
         space, fixed = parse_search_space(params + list(arguments))
         study = self._open_study(space)
-        launched = failed = 0
+        # the failure budget is a share of the trials this run plans, so early failures do not
+        # stop a long sweep that can still reach its successes
+        planned = max(0, self.n_trials - len(study.get_trials(deepcopy=False)))
+        failed = 0
         while (todo := self.n_trials - len(study.get_trials(deepcopy=False))) > 0:
             trials = [study.ask() for _ in range(min(self.n_jobs, todo))]
             jobs = [(t, self._job_overrides(t, space, fixed)) for t in trials]
@@ -121,11 +124,10 @@ class OptunaSweeperImpl:
                     outcomes[trial.number] = self._outcome(ret)
             for trial in trials:
                 failed += self._tell(study, trial, outcomes[trial.number])
-            launched += len(trials)
-            if failed / launched > self.max_failure_rate:
+            if failed > self.max_failure_rate * planned:
                 write_results(study, self.sweep_dir, self.storage_url)
                 raise RuntimeError(
-                    f"{failed} of {launched} trials failed (max_failure_rate="
+                    f"{failed} of the {planned} planned trials failed (max_failure_rate="
                     f"{self.max_failure_rate}); see the errors in "
                     f"{self.sweep_dir / 'optimization_results.yaml'}")
         self._report(study)

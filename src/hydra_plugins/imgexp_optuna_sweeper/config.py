@@ -75,7 +75,7 @@ class OptunaSweeperConf:
     storage: str | None = None       # null: sqlite:///<sweep dir>/optuna.db
     n_trials: int = 20               # total trials in the study, the ones already there included
     n_jobs: int = 1                  # trials handed to the launcher at once
-    max_failure_rate: float = 0.5    # stop when more of this run's trials failed
+    max_failure_rate: float = 0.5    # stop once failures exceed this share of planned trials
     params: dict[str, str] | None = None
 
 

@@ -15,12 +15,12 @@ REPLICATE_KEYS = ("data.fold", "seed")  # runs differing only in these repeat on
 INTERNAL_KEYS = ("optuna_trial",)       # set by the optuna sweeper, not a hyperparameter
 
 
-def configuration_of(overrides: list[str]) -> tuple[str, bool]:
+def configuration_of(overrides: list[str], replicate_keys=REPLICATE_KEYS) -> tuple[str, bool]:
     """The override string without fold/seed (and sweeper internals); True when one was there."""
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     kept = [o.input_line for o in parsed
-            if o.key_or_group not in REPLICATE_KEYS + INTERNAL_KEYS]
-    replicated = any(o.key_or_group in REPLICATE_KEYS for o in parsed)
+            if o.key_or_group not in (*replicate_keys, *INTERNAL_KEYS)]
+    replicated = any(o.key_or_group in replicate_keys for o in parsed)
     return ",".join(sorted(kept)), replicated
 
 
