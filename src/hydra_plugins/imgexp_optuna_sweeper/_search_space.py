@@ -1,7 +1,7 @@
 """Hydra's sweep syntax -> Optuna distributions, parsed by Hydra's own override parser.
 
 `choice(a,b)` and `a,b` -> categorical; `range(lo,hi,step=s)` -> stepped int/float with Hydra's
-meaning (hi excluded); `interval(lo,hi)` -> uniform (int when both ends are ints);
+meaning (hi excluded); `interval(lo,hi)` -> uniform float, `int(interval(lo,hi))` -> int;
 `tag(log, interval(lo,hi))` -> log-uniform; anything else is a fixed value given to every trial.
 """
 
