@@ -6,11 +6,10 @@ import optuna
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
-from sweep_helpers import multirun, run_stage
 
 from conftest import compose_config
-
 from imgexp.paths import CONFIG_DIR
+from sweep_helpers import multirun, run_stage
 
 
 def _results(sweep_dir):

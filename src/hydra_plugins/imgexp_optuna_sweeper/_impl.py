@@ -5,6 +5,7 @@ the job as the `optuna_trial` override, and the pruner's config is kept in the s
 so pruning works the same in-process, in joblib workers and in submitit jobs on other hosts.
 """
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -134,11 +135,12 @@ class OptunaSweeperImpl:
 
     def _outcome(self, ret: JobReturn) -> Outcome:
         if ret.status == JobStatus.FAILED:
-            exc = ret._return_value
-            return Outcome(TrialState.FAIL, error=f"{type(exc).__name__}: {exc}")
+            try:
+                _ = ret.return_value  # re-raises the job's exception
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the trial failed
+                return Outcome(TrialState.FAIL, error=f"{type(exc).__name__}: {exc}")
         metrics_file = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "metrics.json"
-        metrics = OmegaConf.to_container(OmegaConf.load(metrics_file)) \
-            if metrics_file.is_file() else None
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
         if metrics is None:  # an app without metrics.json: its return value is the objective
             values = ret.return_value if isinstance(ret.return_value, list | tuple) \
                 else [ret.return_value]
