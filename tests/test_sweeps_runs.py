@@ -54,3 +54,18 @@ def test_a_run_relaunched_from_its_hydra_dir_gives_identical_metrics(tmp_path, d
     info = json.loads((again / "run_info.json").read_text())
     assert info["manifest_hash"] == json.loads((first / "run_info.json").read_text())[
         "manifest_hash"]
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_has_flat_config_summary_and_sync_hint(tmp_path, data_dir):
+    proc = run_stage("imgexp.train", [
+        f"hydra.run.dir={tmp_path}", f"paths.data_dir={data_dir}", "logger=wandb",
+        "~callbacks.progress_bar", "trainer.enable_progress_bar=false", "trainer=debug",
+        "data.image_size=16", "optimizer.lr=0.002"])
+    files = next((tmp_path / "wandb").glob("offline-run-*")) / "files"
+    summary = json.loads((files / "wandb-summary.json").read_text())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["test/acc"] == pytest.approx(metrics["test/acc"])
+    config = (files / "config.yaml").read_text()
+    assert "optimizer.lr:" in config and "0.002" in config  # flat dotted keys
+    assert f"wandb sync {files.parent}" in proc.stdout + proc.stderr

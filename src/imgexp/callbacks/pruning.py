@@ -33,8 +33,13 @@ class OptunaPruning(Callback):
         if stage != "fit" or not trainer.is_global_zero or self.trial is not None:
             return
         storage = optuna.storages.get_storage(self.storage)
-        trial_id = storage.get_trial_id_from_study_id_trial_number(
-            storage.get_study_id_from_name(self.study_name), self.number)
+        try:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(
+                storage.get_study_id_from_name(self.study_name), self.number)
+        except KeyError:  # a relaunch where the study is gone
+            log.info("Optuna study %s has no trial %d: training without pruning",
+                     self.study_name, self.number)
+            return
         if storage.get_trial(trial_id).state.is_finished():
             # a relaunch from a trial's .hydra/config.yaml: the trial is over, train it fully
             log.info("Optuna trial %d is finished: training without pruning", self.number)

@@ -50,8 +50,7 @@ def _read_json(path: Path) -> dict:
 
 
 def load_run(run_dir: Path) -> dict:
-    overrides = [o for o in OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" /
-                                                                  "overrides.yaml"))]
+    overrides = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
     parsed = OverridesParser.create().parse_overrides(overrides)
     overrides = [o.input_line for o in parsed if o.key_or_group not in INTERNAL_KEYS]
     params = {o.key_or_group: _number(o.get_value_element_as_str()) for o in parsed
@@ -65,7 +64,7 @@ def load_run(run_dir: Path) -> dict:
 
 def _varying(runs: list[dict]) -> tuple[list[str], list[str]]:
     """Parameter keys whose value differs between runs, and the overrides all runs share."""
-    keys = sorted({k for r in runs for k in r["params"]}, key=lambda k: k)
+    keys = sorted({k for r in runs for k in r["params"]})
     varying = [k for k in keys if len({str(r["params"].get(k)) for r in runs}) > 1]
     shared = [o for o in runs[0]["overrides"] if all(o in r["overrides"] for r in runs)]
     return varying, shared
