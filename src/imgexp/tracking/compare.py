@@ -87,9 +87,11 @@ def leaderboard(runs: list[dict], metrics: list[str], mode: str) -> pd.DataFrame
 
 def by_configuration(runs: list[dict], metrics: list[str], replicate_keys) -> pd.DataFrame:
     """Mean ± std of each metric over runs that differ only in fold/seed (complete runs)."""
+    _, shared = _varying(runs)
     groups: dict[str, list[dict]] = {}
     for r in runs:
-        configuration, replicated = configuration_of(r["overrides"], tuple(replicate_keys))
+        configuration, replicated = configuration_of(
+            [o for o in r["overrides"] if o not in shared], tuple(replicate_keys))
         if replicated and r["status"] == "COMPLETE":
             groups.setdefault(configuration, []).append(r)
     rows = []
