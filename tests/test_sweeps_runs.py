@@ -57,15 +57,11 @@ def test_a_run_relaunched_from_its_hydra_dir_gives_identical_metrics(tmp_path, d
 
 
 @pytest.mark.slow
-def test_wandb_offline_run_has_flat_config_summary_and_sync_hint(tmp_path, data_dir):
+def test_wandb_offline_run_lives_in_the_run_dir_and_prints_its_sync_command(tmp_path, data_dir):
     proc = run_stage("imgexp.train", [
         f"hydra.run.dir={tmp_path}", f"paths.data_dir={data_dir}", "logger=wandb",
         "~callbacks.progress_bar", "trainer.enable_progress_bar=false", "trainer=debug",
-        "data.image_size=16", "optimizer.lr=0.002"])
-    files = next((tmp_path / "wandb").glob("offline-run-*")) / "files"
-    summary = json.loads((files / "wandb-summary.json").read_text())
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert summary["test/acc"] == pytest.approx(metrics["test/acc"])
-    config = (files / "config.yaml").read_text()
-    assert "optimizer.lr:" in config and "0.002" in config  # flat dotted keys
-    assert f"wandb sync {files.parent}" in proc.stdout + proc.stderr
+        "data.image_size=16"])
+    offline = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("run-*.wandb"))
+    assert f"wandb sync {offline[0]}" in proc.stdout + proc.stderr

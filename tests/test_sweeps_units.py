@@ -88,3 +88,12 @@ def test_wandb_group_is_the_sweep_and_one_per_configuration_in_a_cv(tmp_path):
 def test_flatten_config_gives_dotted_keys():
     assert flatten_config({"optimizer": {"lr": 0.1, "betas": [0.9, 0.99]}, "seed": 1}) == {
         "optimizer.lr": 0.1, "optimizer.betas": [0.9, 0.99], "seed": 1}
+
+
+def test_compare_refuses_folders_without_runs(tmp_path):
+    from imgexp.tracking.compare import find_runs
+
+    with pytest.raises(ImgexpError, match="holds no run directory"):
+        find_runs([str(tmp_path)])
+    with pytest.raises(ImgexpError, match="is not a directory"):
+        find_runs([str(tmp_path / "missing")])
