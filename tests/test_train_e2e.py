@@ -1,7 +1,5 @@
 import json
 
-import pytest
-
 from imgexp.models import load_model
 
 

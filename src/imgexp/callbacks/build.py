@@ -1,32 +1,29 @@
 """Instantiate the callbacks/ and logger/ config groups (named entries, each a _target_)."""
 
-import logging
-
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
-log = logging.getLogger(__name__)
-
 
 def _enabled_entries(cfg: DictConfig | None):
-    for name, entry in (cfg or {}).items():
+    """Entries with a _target_ and without `enabled: false` (the switch is ours, not an arg)."""
+    for entry in (cfg or {}).values():
         if entry is None or not entry.get("_target_"):
             continue
         if entry.get("enabled", True) is False:
             continue
-        yield name, {k: v for k, v in entry.items() if k != "enabled"}
+        yield {k: v for k, v in entry.items() if k != "enabled"}
 
 
 def instantiate_callbacks(cfg: DictConfig | None) -> list[Callback]:
-    return [instantiate(entry) for _, entry in _enabled_entries(cfg)]
+    return [instantiate(entry) for entry in _enabled_entries(cfg)]
 
 
 def instantiate_loggers(cfg: DictConfig | None, **wandb_kwargs) -> list[Logger]:
     """`wandb_kwargs` (id, resume, tags, group, name) go to the wandb entry only."""
     loggers = []
-    for name, entry in _enabled_entries(cfg):
+    for entry in _enabled_entries(cfg):
         extra = wandb_kwargs if "Wandb" in entry["_target_"] else {}
         loggers.append(instantiate(entry, **extra))
     return loggers

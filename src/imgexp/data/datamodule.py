@@ -10,13 +10,15 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from lightning.fabric.utilities.seed import pl_worker_init_function
+from torch.utils.data import DataLoader, WeightedRandomSampler, get_worker_info
 
 from imgexp.data.dataset import ImageDataset, SharedImageCache, collate_skipping
 from imgexp.data.digits import ensure_digits
 from imgexp.data.splits import (
     SPLITS,
     Sample,
+    check_classes_readable,
     has_split_folders,
     kfold_split,
     scan_class_folders,
@@ -52,6 +54,15 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None
     samples = [Sample(p, lab, s) for p, lab, s in zip(df["path"], df["label"], df["split"],
                                                       strict=True)]
     return root, classes, samples
+
+
+def seed_worker(worker_id: int) -> None:
+    """Lightning's worker seeding plus albumentations' generators, from the worker's seed
+    (torch derives it from the global seed and the epoch)."""
+    pl_worker_init_function(worker_id)
+    info = get_worker_info()
+    if info is not None and getattr(info.dataset, "augment", None) is not None:
+        info.dataset.augment.set_random_seed(info.seed % 2**32)
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -106,6 +117,7 @@ class ImageDataModule(L.LightningDataModule):
             classes = sorted({s.label for s in samples})
         if self.kfold:
             samples = kfold_split(samples, self.kfold, self.fold, self.split_seed)
+        check_classes_readable(self.root, samples)
         self.classes, self.samples = classes, samples
         unknown = sorted({s.label for s in samples} - set(classes))
         if unknown:
@@ -120,7 +132,8 @@ class ImageDataModule(L.LightningDataModule):
         index = {c: i for i, c in enumerate(self.classes)}
         for split in SPLITS:
             items = [(s.path, index[s.label]) for s in self.samples if s.split == split]
-            cache = SharedImageCache(len(items), self.image_size) if self.cache == "ram" else None
+            cache = (SharedImageCache(len(items), self.image_size)
+                     if self.cache == "ram" and items else None)
             augment = self.augmentation if split == "train" else None
             self.datasets[split] = ImageDataset(self.root, items, self.image_size, augment, cache)
 
@@ -152,8 +165,12 @@ class ImageDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False, sampler=None) -> DataLoader:
         self.setup()
         dataset = self.datasets[split]
+        if dataset.augment is not None:
+            # albumentations 2 draws from its own generators, not the global seeds
+            dataset.augment.set_random_seed(int(torch.randint(2**31, ())))
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
                           sampler=sampler, num_workers=self.num_workers,
+                          worker_init_fn=seed_worker,
                           collate_fn=collate_skipping, pin_memory=self.pin_memory,
                           persistent_workers=self.persistent_workers and self.num_workers > 0,
                           drop_last=shuffle and len(dataset) > self.batch_size)

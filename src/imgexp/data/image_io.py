@@ -16,7 +16,22 @@ DEFAULT_MAX_PIXELS = 178_956_970
 
 
 class UnreadableImage(Exception):
-    """The file cannot be decoded as an image; the message says why."""
+    """The file cannot be decoded as an image; the message says why.
+
+    `reason` is a short stable code ("truncated", "not an image", ...) that reports count by.
+    """
+
+    def __init__(self, message: str, reason: str = "cannot decode"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def decode_failure(exc: Exception) -> UnreadableImage:
+    """Name why Pillow failed while decoding pixel data: a cut file or a corrupt one."""
+    detail = f"cannot decode ({type(exc).__name__}: {exc})"
+    if "truncated" in str(exc).lower() or isinstance(exc, EOFError):
+        return UnreadableImage(f"truncated: {detail}", "truncated")
+    return UnreadableImage(f"corrupt: {detail}", "corrupt")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -52,17 +67,18 @@ def open_image(path: str | Path, size: int | None = None,
     try:
         img = Image.open(path)
     except FileNotFoundError:
-        raise UnreadableImage("file not found") from None
+        raise UnreadableImage("file not found", "not found") from None
     except PermissionError:
-        raise UnreadableImage("permission denied") from None
+        raise UnreadableImage("permission denied", "permission denied") from None
     except Image.DecompressionBombError:
-        raise UnreadableImage("decompression bomb: too many pixels") from None
+        raise UnreadableImage("decompression bomb: too many pixels", "decompression bomb") from None
     except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
-        raise UnreadableImage(f"not an image ({type(exc).__name__})") from None
+        raise UnreadableImage(f"not an image ({type(exc).__name__})", "not an image") from None
     with img:
         w, h = img.size
         if w * h > max_pixels:
-            raise UnreadableImage(f"too many pixels: {w}x{h} > {max_pixels}")
+            raise UnreadableImage(f"too many pixels: {w}x{h} > {max_pixels}",
+                                  "decompression bomb")
         if size and img.format == "JPEG":
             # draft keeps the size >= the requested one in both dimensions
             img.draft("RGB", (size, size))
@@ -71,7 +87,7 @@ def open_image(path: str | Path, size: int | None = None,
             img = ImageOps.exif_transpose(img)
             return to_rgb(img)
         except Exception as exc:
-            raise UnreadableImage(f"cannot decode ({type(exc).__name__}: {exc})") from None
+            raise decode_failure(exc) from None
 
 
 def load_rgb(path: str | Path, size: int | None = None) -> np.ndarray:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from imgexp.errors import ImgexpError
 
@@ -56,6 +57,26 @@ def scan_class_folders(root: str | Path) -> list[Sample]:
                               "remove it or add images")
         samples += [Sample(f, class_dir.name) for f in files]
     return samples
+
+
+def _header_readable(path: Path) -> bool:
+    try:
+        with Image.open(path):
+            return True
+    except Exception:  # any failure means "not this one"; the caller reports the class
+        return False
+
+
+def check_classes_readable(root: str | Path, samples: list[Sample]) -> None:
+    """Fail early on a class whose files are all unreadable (opens headers until one works)."""
+    by_class: dict[str, list[str]] = {}
+    for s in samples:
+        by_class.setdefault(s.label, []).append(s.path)
+    for label, paths in by_class.items():
+        if not any(_header_readable(Path(root) / p) for p in paths):
+            raise ImgexpError(f"class '{label}' has no readable image under {root} "
+                              f"({len(paths)} file(s), none decodes): fix or remove them "
+                              "(imgexp-prepare lists the reasons)")
 
 
 def has_split_folders(root: str | Path) -> bool:

@@ -149,6 +149,7 @@ class ImageClassifier(L.LightningModule):
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total)
+        self._fit_resumed_schedule(scheduler)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoint contract -----------------------------------------------------------------
@@ -160,3 +161,17 @@ class ImageClassifier(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("imgexp", {})
         self.skipped.update(meta.get("skipped", ()))
+        # Lightning restores the scheduler after configure_optimizers; keep a handle to adapt it
+        self._resumed_checkpoint = checkpoint
+
+    def _fit_resumed_schedule(self, scheduler) -> None:
+        """On resume, keep the saved position in the schedule but the shape computed for this
+        run: a resumed OneCycle with a raised max_epochs stretches instead of overrunning its
+        total steps (its saved state holds the old total and phase boundaries)."""
+        checkpoint = getattr(self, "_resumed_checkpoint", None)
+        if not checkpoint or not checkpoint.get("lr_schedulers"):
+            return
+        saved = checkpoint["lr_schedulers"][0]
+        fresh = scheduler.state_dict()
+        fresh.update({k: saved[k] for k in ("last_epoch", "_step_count", "_last_lr") if k in saved})
+        checkpoint["lr_schedulers"][0] = fresh

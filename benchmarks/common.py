@@ -1,0 +1,26 @@
+"""Helpers shared by the benchmarks: repeated timing and the real photos, when present."""
+
+import statistics
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_PHOTOS = REPO.parent / "shared" / "data" / "sign_language_digits"
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def real_photos_or_digits() -> tuple[Path, str]:
+    """The real sign-language photos (../shared) when present, else the built-in digits."""
+    if REAL_PHOTOS.is_dir():
+        return REAL_PHOTOS, "sign_language_digits (real JPEG photos)"
+    from imgexp.data.digits import ensure_digits
+
+    return ensure_digits(REPO / "data" / "digits"), "built-in digits (PNG)"
