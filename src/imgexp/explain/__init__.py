@@ -1,0 +1,1 @@
+"""Explain a trained model: layer activations, clusters, maps, paths, attribution, one report."""
