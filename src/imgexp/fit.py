@@ -5,18 +5,18 @@ import time
 from pathlib import Path
 
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 from imgexp.callbacks.build import instantiate_callbacks, instantiate_loggers
+from imgexp.callbacks.pruning import trial_pruning
 from imgexp.data import ImageDataModule
 from imgexp.errors import ImgexpError
 from imgexp.models import build_model
 from imgexp.models.factory import read_checkpoint
 from imgexp.tracking.run_files import to_number, write_json_atomic, write_run_info
+from imgexp.tracking.wandb_run import finish_wandb, flatten_config, run_identity
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +24,6 @@ log = logging.getLogger(__name__)
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
     augmentation = instantiate(cfg.augmentation) if cfg.get("augmentation") else None
     return instantiate(cfg.data, augmentation=augmentation, _recursive_=False)
-
-
-def _hydra_context() -> dict:
-    """Experiment name, multirun group and override string, for W&B's tags/group/name."""
-    if not HydraConfig.initialized():
-        return {}
-    hc = HydraConfig.get()
-    experiment = hc.runtime.choices.get("experiment")
-    ctx = {"tags": [experiment] if experiment else None,
-           "name": hc.job.override_dirname or None}
-    if hc.mode == RunMode.MULTIRUN:
-        ctx["group"] = Path(hc.sweep.dir).name
-    return ctx
 
 
 def _resume_meta(cfg: DictConfig, classes: list[str]) -> dict:
@@ -71,33 +58,36 @@ def fit_and_test(cfg: DictConfig) -> dict:
     datamodule.split_table().to_csv(run_dir / "data_split.csv", index=False)
     model = build_model(cfg, datamodule.classes, datamodule.train_labels())
 
-    wandb_kwargs = _hydra_context()
+    wandb_kwargs = run_identity()
     if resume.get("wandb_run_id"):
         wandb_kwargs.update(id=resume["wandb_run_id"], resume="allow")
     loggers = instantiate_loggers(cfg.get("logger"), **wandb_kwargs)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    pruning = trial_pruning(cfg)  # None unless the run is an Optuna trial
+    callbacks = instantiate_callbacks(cfg.get("callbacks")) + ([pruning] if pruning else [])
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
-        logger.log_hyperparams(model.config)
         if isinstance(logger, WandbLogger):
+            logger.log_hyperparams(flatten_config(model.config))
             model.wandb_run_id = logger.version
+        else:
+            logger.log_hyperparams(model.config)
 
-    exit_code = 1
+    exit_code, metrics = 1, {}
     try:
         log.info("Training on %s: %s", datamodule.root, datamodule.describe()["train"])
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = collect_metrics(trainer, model)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if cfg.get("test", True):
+        if pruning:
+            metrics.update(pruning.summary())
+        if cfg.get("test", True) and not (pruning and pruning.pruned):
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
             metrics.update(collect_metrics(trainer, model))
         metrics["best_model_path"] = best
         write_json_atomic(run_dir / "metrics.json", metrics)
         exit_code = 0
     finally:
-        for logger in loggers:
-            if isinstance(logger, WandbLogger) and logger._experiment is not None:
-                logger.experiment.finish(exit_code=exit_code)
+        finish_wandb(loggers, metrics, exit_code)
         write_run_info(run_dir, cfg.seed, datamodule.manifest_hash(), time.perf_counter() - start,
                        extra={"exit_code": exit_code})
     return metrics

@@ -21,6 +21,7 @@ from imgexp.data.splits import (
     Sample,
     check_classes_readable,
     has_split_folders,
+    kfold_split,
     scan_class_folders,
     scan_split_folders,
     stratified_split,
@@ -73,7 +74,8 @@ class ImageDataModule(L.LightningDataModule):
                  num_workers: int = 0, ratios=(0.7, 0.15, 0.15), split_seed: int = 0,
                  cache: str | None = None, sampler: str | None = None,
                  samples_per_class: int = 4, min_per_class: int = 0,
-                 augmentation=None, pin_memory: bool = False, persistent_workers: bool = True):
+                 augmentation=None, pin_memory: bool = False, persistent_workers: bool = True,
+                 kfold: int | None = None, fold: int = 0):
         super().__init__()
         if cache not in (None, "none", "ram"):
             raise ImgexpError(f"data.cache={cache!r} is not an option: use ram or none")
@@ -89,6 +91,7 @@ class ImageDataModule(L.LightningDataModule):
         self.cache, self.sampler, self.augmentation = cache, sampler, augmentation
         self.samples_per_class, self.min_per_class = samples_per_class, min_per_class
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
+        self.kfold, self.fold = kfold, fold
         self.classes: list[str] = []
         self.samples: list[Sample] = []
         self.datasets: dict[str, ImageDataset] = {}
@@ -119,6 +122,8 @@ class ImageDataModule(L.LightningDataModule):
                 samples = stratified_split(scan_class_folders(self.root), self.ratios,
                                            self.split_seed)
             classes = sorted({s.label for s in samples})
+        if self.kfold:
+            samples = kfold_split(samples, self.kfold, self.fold, self.split_seed)
         check_classes_readable(self.root, samples)
         self.classes, self.samples = classes, samples
         unknown = sorted({s.label for s in samples} - set(classes))

@@ -140,3 +140,25 @@ def stratified_split(samples: list[Sample], ratios=(0.7, 0.15, 0.15), seed: int 
         for k, split in enumerate(SPLITS):
             out += [Sample(items[j].path, label, split) for j in order[bounds[k]:bounds[k + 1]]]
     return sorted(out, key=lambda s: (s.label, s.path))
+
+
+def kfold_split(samples: list[Sample], k: int, fold: int, seed: int = 0) -> list[Sample]:
+    """Cross-validation: stratified k folds over train+val; fold `fold` is val, the others
+    train; test samples keep their split, so every fold is tested on the same images."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if k < 2:
+        raise ImgexpError(f"data.kfold={k}: use 2 or more folds, or null for the plain split")
+    if not 0 <= fold < k:
+        raise ImgexpError(f"data.fold={fold} is out of range for data.kfold={k}: use 0..{k - 1}")
+    pool = sorted((s for s in samples if s.split in ("train", "val")),
+                  key=lambda s: (s.label, s.path))
+    kept = [s for s in samples if s.split not in ("train", "val")]
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    try:
+        _, val_index = list(folds.split(np.zeros(len(pool)), [s.label for s in pool]))[fold]
+    except ValueError as exc:
+        raise ImgexpError(f"data.kfold={k}: {exc}; use fewer folds") from exc
+    val = set(val_index.tolist())
+    return [Sample(s.path, s.label, "val" if i in val else "train")
+            for i, s in enumerate(pool)] + kept

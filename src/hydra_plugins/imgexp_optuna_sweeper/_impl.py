@@ -1,0 +1,181 @@
+"""The sweep loop: ask the study for trials, launch them as Hydra jobs, tell the outcome.
+
+Everything a trial needs to talk to the study (storage URL, study name, trial number) goes to
+the job as the `optuna_trial` override, and the pruner's config is kept in the study itself,
+so pruning works the same in-process, in joblib workers and in submitit jobs on other hosts.
+"""
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from imgexp.callbacks.pruning import PRUNER_ATTR
+
+from ._results import OFFLINE_WANDB_GLOB, offline_wandb_runs, write_results
+from ._search_space import grid_values, parse_search_space, suggest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    state: TrialState
+    values: list[float] | None = None
+    error: str | None = None
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _format(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+class OptunaSweeperImpl:
+    def __init__(self, sampler, pruner, direction, study_name, storage, n_trials, n_jobs,
+                 max_failure_rate, params) -> None:
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise ValueError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: use 0..1")
+        self.sampler_cfg, self.pruner_cfg = sampler, pruner
+        self.directions = list(direction) if isinstance(direction, list | tuple) or \
+            OmegaConf.is_list(direction) else [direction]
+        self.study_name, self.storage = study_name, storage
+        self.n_trials, self.n_jobs = n_trials, max(1, n_jobs)
+        self.max_failure_rate = max_failure_rate
+        self.params = params or {}
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function)
+        self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
+
+    # -- the study -----------------------------------------------------------------------------
+    def _open_study(self, space: dict) -> optuna.Study:
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        storage = self.storage or f"sqlite:///{self.sweep_dir / 'optuna.db'}"
+        name = self.study_name or self.sweep_dir.name
+        extra = {}
+        if self.sampler_cfg._target_.endswith("GridSampler"):
+            extra["search_space"] = {k: grid_values(k, d) for k, d in space.items()}
+            grid_size = math.prod(len(v) for v in extra["search_space"].values())
+            self.n_trials = min(self.n_trials, grid_size)
+        study = optuna.create_study(
+            study_name=name, storage=storage, load_if_exists=True,
+            directions=[str(d) for d in self.directions],
+            sampler=instantiate(self.sampler_cfg, **extra), pruner=instantiate(self.pruner_cfg))
+        study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(self.pruner_cfg, resolve=True))
+        self.storage_url = storage
+        log.info("Study %s in %s: %d trial(s) already, %d wanted", name, storage,
+                 len(study.trials), self.n_trials)
+        return study
+
+    def _job_overrides(self, trial: optuna.Trial, space: dict, fixed: dict) -> list[str]:
+        params = {k: suggest(trial, k, d) for k, d in space.items()}
+        link = (f"{{storage:{_quote(self.storage_url)},study_name:{_quote(trial.study.study_name)},"
+                f"number:{trial.number}}}")
+        return [*(f"{k}={_format(v)}" for k, v in params.items()),
+                *(f"{k}={v}" for k, v in fixed.items()),
+                f"++optuna_trial={link}",
+                f"hydra.sweep.subdir={trial.number}"]  # job dirs never collide on resume
+
+    def _composes(self, overrides: list[str]) -> str | None:
+        """Compose the job's config here, so a bad override fails one trial, not the sweep."""
+        try:
+            self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        except Exception as exc:  # noqa: BLE001 - any composition error fails the trial
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    # -- the loop ------------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> None:
+        params = [f"{k}={v}" for k, v in self.params.items()]
+        space, fixed = parse_search_space(params + list(arguments))
+        study = self._open_study(space)
+        # the failure budget is a share of the trials this run plans, so early failures do not
+        # stop a long sweep that can still reach its successes
+        planned = max(0, self.n_trials - len(study.get_trials(deepcopy=False)))
+        failed = 0
+        while (todo := self.n_trials - len(study.get_trials(deepcopy=False))) > 0:
+            trials = [study.ask() for _ in range(min(self.n_jobs, todo))]
+            jobs = [(t, self._job_overrides(t, space, fixed)) for t in trials]
+            outcomes = {}
+            for trial, overrides in jobs:
+                if error := self._composes(overrides):
+                    outcomes[trial.number] = Outcome(TrialState.FAIL, error=error)
+            runnable = [(t, o) for t, o in jobs if t.number not in outcomes]
+            if runnable:
+                returns = self.launcher.launch([o for _, o in runnable],
+                                               initial_job_idx=runnable[0][0].number)
+                for (trial, _), ret in zip(runnable, returns, strict=True):
+                    trial.set_user_attr("job_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
+                    outcomes[trial.number] = self._outcome(ret)
+            for trial in trials:
+                failed += self._tell(study, trial, outcomes[trial.number])
+            if failed > self.max_failure_rate * planned:
+                write_results(study, self.sweep_dir, self.storage_url)
+                raise RuntimeError(
+                    f"{failed} of the {planned} planned trials failed (max_failure_rate="
+                    f"{self.max_failure_rate}); see the errors in "
+                    f"{self.sweep_dir / 'optimization_results.yaml'}")
+        self._report(study)
+
+    def _outcome(self, ret: JobReturn) -> Outcome:
+        if ret.status == JobStatus.FAILED:
+            try:
+                _ = ret.return_value  # re-raises the job's exception
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the trial failed
+                return Outcome(TrialState.FAIL, error=f"{type(exc).__name__}: {exc}")
+        metrics_file = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+        if metrics is None:  # an app without metrics.json: its return value is the objective
+            values = ret.return_value if isinstance(ret.return_value, list | tuple) \
+                else [ret.return_value]
+        elif metrics.get("trial/pruned"):
+            return Outcome(TrialState.PRUNED)
+        else:
+            keys = ret.cfg.get("optimized_metric")
+            keys = list(keys) if OmegaConf.is_list(keys) else [keys]
+            values = [metrics.get(k) for k in keys]
+        if len(values) != len(self.directions) or not all(
+                isinstance(v, int | float) and math.isfinite(v) for v in values):
+            return Outcome(TrialState.FAIL, error=f"objective {values} is missing or not a finite "
+                                                  f"number (optimized_metric, metrics.json)")
+        return Outcome(TrialState.COMPLETE, values=[float(v) for v in values])
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> bool:
+        if outcome.error:
+            trial.set_user_attr("error", outcome.error)
+            log.warning("Trial %d failed: %s", trial.number, outcome.error)
+        try:
+            study.tell(trial, state=outcome.state, values=outcome.values)
+        except RuntimeError as exc:  # GridSampler stops the study once the grid is covered
+            if "Study.stop" not in str(exc):
+                raise
+        return outcome.state == TrialState.FAIL
+
+    def _report(self, study: optuna.Study) -> None:
+        results = write_results(study, self.sweep_dir, self.storage_url)
+        log.info("Optimization results: %s", results)
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best = ([study.best_trial] if len(self.directions) == 1 else study.best_trials) \
+            if done else []
+        for trial in best:
+            log.info("Best trial %d: %s with %s", trial.number, trial.values, trial.params)
+            log.info("Best run directory: %s", trial.user_attrs.get("job_dir"))
+        if offline := offline_wandb_runs(self.sweep_dir):
+            log.info("%d W&B run(s) are offline; upload them with:\n  wandb sync %s/%s",
+                     len(offline), self.sweep_dir, OFFLINE_WANDB_GLOB)
