@@ -23,3 +23,12 @@ def test_checkpoint_alone_rebuilds_the_model(digits_ckpt, digits_run):
     assert model.class_names == [str(d) for d in range(10)]
     assert model.config["data"]["image_size"] == 16
     assert not model.training
+
+
+def test_val_acc_best_is_the_best_logged_epoch_not_the_sanity_check(digits_run):
+    import pandas as pd
+
+    log = pd.read_csv(digits_run / "csv" / "metrics.csv")
+    per_epoch = log.dropna(subset=["val/acc"])
+    assert json.loads((digits_run / "metrics.json").read_text())["val/acc_best"] == \
+        pytest.approx(per_epoch["val/acc"].max())

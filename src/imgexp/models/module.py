@@ -159,6 +159,8 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
             return
         values = self.val_metrics.compute()
         self.val_metrics.reset()
+        if self.trainer.sanity_checking:  # a couple of batches of an untrained model
+            return
         self.val_acc_best.update(values["val/acc"])
         self.log_dict(values, prog_bar=True)
         self.log("val/acc_best", self.val_acc_best.compute())
