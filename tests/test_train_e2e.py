@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from imgexp.models import load_model
 
 
