@@ -19,12 +19,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from imgexp.curation.feature_cache import FolderCache, hash_files
-from imgexp.data import UnreadableImage, load_rgb
-from imgexp.data.dataset import collate_skipping
+from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.errors import ImgexpError
 from imgexp.models.module import IMAGENET_MEAN, IMAGENET_STD
 
@@ -137,22 +136,6 @@ class FeatureExtractor:
             out = self.network(images)
         return out.float().flatten(1).cpu()
 
-
-class ImageFiles(Dataset):
-    """Decode (JPEG draft mode) and resize image files to uint8 CHW tensors."""
-
-    def __init__(self, paths: list[Path], image_size: int):
-        self.paths, self.image_size = paths, image_size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> dict:
-        try:
-            img = load_rgb(self.paths[i], self.image_size)
-        except UnreadableImage as exc:
-            return {"skipped": f"{self.paths[i]}: {exc}"}
-        return {"image": torch.from_numpy(img).permute(2, 0, 1), "index": i}
 
 
 def _loader(paths: list[Path], extractor: FeatureExtractor, batch_size: int,

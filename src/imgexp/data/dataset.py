@@ -75,6 +75,23 @@ class ImageDataset(Dataset):
         return {"image": image, "label": label, "index": i}
 
 
+class ImageFiles(Dataset):
+    """Unlabelled image files (select, predict); an unreadable one becomes a `skipped` entry."""
+
+    def __init__(self, paths: list[Path], image_size: int):
+        self.paths, self.image_size = paths, image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict:
+        try:
+            img = load_rgb(self.paths[i], self.image_size)
+        except UnreadableImage as exc:
+            return {"skipped": f"{self.paths[i]}: {exc}"}
+        return {"image": torch.from_numpy(img).permute(2, 0, 1), "index": i}
+
+
 def collate_skipping(batch: list[dict]) -> dict:
     """Default collate over the readable samples; unreadable ones are listed in `skipped`."""
     skipped = [b["skipped"] for b in batch if "skipped" in b]

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from imgexp.data import UnreadableImage, load_rgb
-from imgexp.data.dataset import collate_skipping
+from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.data.splits import IGNORED_NAMES
 from imgexp.errors import ImgexpError
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
@@ -30,22 +28,6 @@ from imgexp.models import load_model
 log = logging.getLogger(__name__)
 UNKNOWN = "_unknown"
 
-
-class ImageFiles(Dataset):
-    """Unlabelled image files; an unreadable one becomes a `skipped` entry, never an error."""
-
-    def __init__(self, paths: list[Path], image_size: int):
-        self.paths, self.image_size = paths, image_size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> dict:
-        try:
-            img = load_rgb(self.paths[i], self.image_size)
-        except UnreadableImage as exc:
-            return {"skipped": f"{self.paths[i]}: {exc}"}
-        return {"image": torch.from_numpy(img).permute(2, 0, 1), "index": i}
 
 
 def list_inputs(input_path: str | Path, exclude: Path | None = None) -> list[Path]:
