@@ -9,13 +9,14 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
+from imgexp.atomic import write_json_atomic
 from imgexp.callbacks.build import instantiate_callbacks, instantiate_loggers
 from imgexp.callbacks.pruning import trial_pruning
 from imgexp.data import ImageDataModule
 from imgexp.errors import ImgexpError
 from imgexp.models import build_model
 from imgexp.models.factory import read_checkpoint
-from imgexp.tracking.run_files import to_number, write_json_atomic, write_run_info
+from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.wandb_run import finish_wandb, flatten_config, run_identity
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from imgexp.app.gallery import embed_files
+from imgexp.atomic import write_json_atomic
 from imgexp.curation.feature_cache import short_key
 from imgexp.curation.features import FeatureExtractor
 from imgexp.errors import ImgexpError
-from imgexp.tracking.run_files import write_json_atomic
 
 log = logging.getLogger(__name__)
 MAX_VAL_IMAGES = 2000  # 2M pairs at most

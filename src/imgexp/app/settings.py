@@ -6,8 +6,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from imgexp.atomic import write_json_atomic
 from imgexp.errors import ImgexpError
-from imgexp.tracking.run_files import write_json_atomic
 
 ENV_VAR = "IMGEXP_APP_SETTINGS"
 

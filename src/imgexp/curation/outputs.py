@@ -3,8 +3,6 @@
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from imgexp.atomic import write_frame_atomic, write_json_atomic
 from imgexp.curation.clustering import Clusters
 from imgexp.curation.pictures import (
     cluster_mosaics,
@@ -20,17 +19,11 @@ from imgexp.curation.pictures import (
     plot_k_choice,
 )
 from imgexp.data.splits import Sample
-from imgexp.tracking.run_files import write_json_atomic, write_run_info
+from imgexp.tracking.run_files import write_run_info
 
 log = logging.getLogger(__name__)
 
 
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
 
 
 def cluster_table(samples: list[Sample], clusters: Clusters, chosen: np.ndarray,
@@ -52,7 +45,7 @@ def write_manifest(run_dir: Path, root: Path, selected: pd.DataFrame, others: li
     rows = selected[["path", "label", "split"]]
     rows = pd.concat([rows, pd.DataFrame([(x.path, x.label, x.split) for x in others],
                                          columns=["path", "label", "split"])])
-    path = write_csv_atomic(rows, run_dir / "selection_manifest.csv")
+    path = write_frame_atomic(rows, run_dir / "selection_manifest.csv")
     # every class of the data, selected or not, in the data module's order for class folders
     classes = sorted(set(rows["label"]) | set(all_labels))
     write_json_atomic(path.with_suffix(".json"),
@@ -98,13 +91,13 @@ def write_outputs(run_dir: Path, cfg: DictConfig, root: Path, samples: list[Samp
     s = cfg.select
     sizes = np.bincount(clusters.labels, minlength=len(clusters.centroids))
     table = cluster_table(samples, clusters, chosen, ranks)
-    write_csv_atomic(table.drop(columns=["selected", "rank"]), run_dir / "clusters.csv")
+    write_frame_atomic(table.drop(columns=["selected", "rank"]), run_dir / "clusters.csv")
     selected = table[table["selected"]].drop(columns=["selected"])
-    write_csv_atomic(selected, run_dir / "selection.csv")
+    write_frame_atomic(selected, run_dir / "selection.csv")
     manifest = write_manifest(run_dir, root, selected, others, set(table["label"]), cfg.seed)
     if s.export_csv:  # the seed's clustered_features_all.csv
         feats = pd.DataFrame(features, columns=[f"f{i}" for i in range(features.shape[1])])
-        write_csv_atomic(pd.concat([table[["path", "label", "cluster"]], feats], axis=1),
+        write_frame_atomic(pd.concat([table[["path", "label", "cluster"]], feats], axis=1),
                          run_dir / "clustered_features_all.csv")
     pictures = write_pictures(run_dir, root, table, clusters, sizes, counts, cfg) \
         if s.pictures else []

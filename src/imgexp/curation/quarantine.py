@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from imgexp.curation.tables import write_json_atomic
+from imgexp.atomic import write_json_atomic
 from imgexp.errors import ImgexpError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,5 @@
 """What a prepare run found, for people: summary.json, class_distribution.png, a printed table."""
 
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +8,7 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
+from imgexp.atomic import atomic_path
 from imgexp.data.splits import SPLITS
 
 
@@ -46,10 +45,8 @@ def plot_distribution(counts: dict[str, dict[str, int]], path: Path) -> Path:
     fig.suptitle("Class distribution per split")
     # fixed margins: tight_layout would draw the figure once more, as costly as saving it
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.2, top=0.85, wspace=0.25)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return path
 
 

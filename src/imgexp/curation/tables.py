@@ -6,12 +6,10 @@ written with their original bytes (surrogateescape), the way the file system hol
 """
 
 import csv
-import json
-import os
-import tempfile
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
+
+from imgexp.atomic import atomic_text, write_json_atomic
 
 MANIFEST_COLUMNS = ("path", "label", "split", "sha256", "width", "height")
 REJECTED_COLUMNS = ("path", "reason")
@@ -19,19 +17,6 @@ DUPLICATE_COLUMNS = ("path", "kept", "kind", "distance", "label", "kept_label")
 NOTE_COLUMNS = ("path", "note")
 
 
-@contextmanager
-def atomic_text(path: Path):
-    """A text file written beside `path` and renamed over it once complete: readers never see
-    half a file, and an interrupted run leaves the previous version intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def write_csv_atomic(path: str | Path, columns: Iterable[str], rows: Iterable[Iterable]) -> Path:
@@ -42,10 +27,6 @@ def write_csv_atomic(path: str | Path, columns: Iterable[str], rows: Iterable[It
     return Path(path)
 
 
-def write_json_atomic(path: str | Path, data) -> Path:
-    with atomic_text(Path(path)) as f:
-        f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return Path(path)
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:

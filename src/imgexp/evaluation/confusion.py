@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
 
-from imgexp.evaluation.files import write_text_atomic  # noqa: E402
+from imgexp.atomic import write_text_atomic  # noqa: E402
 
 
 def confusion_counts(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:

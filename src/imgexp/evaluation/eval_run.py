@@ -9,18 +9,18 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from imgexp.atomic import write_json_atomic, write_text_atomic
 from imgexp.data import ImageDataModule
 from imgexp.errors import ImgexpError
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
 from imgexp.evaluation.confusion import most_confused, write_confusion_files
-from imgexp.evaluation.files import write_text_atomic
 from imgexp.evaluation.inference import Outputs, is_classifier, pick_device, run_model
 from imgexp.evaluation.metrics import classification_scores, retrieval_map
 from imgexp.evaluation.report_html import ErrorRow, write_error_report
 from imgexp.evaluation.retrieval import knn_search, retrieval_metrics
 from imgexp.evaluation.run_logging import log_to_run_loggers
 from imgexp.models import load_model
-from imgexp.tracking.run_files import to_number, write_json_atomic, write_run_info
+from imgexp.tracking.run_files import to_number, write_run_info
 
 log = logging.getLogger(__name__)
 # scores that only mean something for probabilities from a softmax

@@ -11,11 +11,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from imgexp.atomic import write_text_atomic
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.data.splits import IGNORED_NAMES
 from imgexp.errors import ImgexpError
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
-from imgexp.evaluation.files import write_text_atomic
 from imgexp.evaluation.inference import Outputs, pick_device, run_model
 from imgexp.evaluation.scores import (
     known_class_score,

@@ -6,8 +6,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imgexp.atomic import write_text_atomic
 from imgexp.data import UnreadableImage, open_image
-from imgexp.evaluation.files import write_text_atomic
 
 
 @dataclass

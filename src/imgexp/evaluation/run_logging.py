@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imgexp.evaluation.files import write_text_atomic
+from imgexp.atomic import write_text_atomic
 from imgexp.models.factory import read_checkpoint
 
 log = logging.getLogger(__name__)

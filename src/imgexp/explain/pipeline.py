@@ -8,12 +8,12 @@ import pandas as pd
 import plotly.offline
 from omegaconf import DictConfig, OmegaConf
 
+from imgexp.atomic import write_json_atomic
 from imgexp.errors import ImgexpError
 from imgexp.explain import attribution, clustering, maps, ood, paths, report
 from imgexp.explain.activations import check_layers, collect, default_layers, spatial_layer
 from imgexp.explain.inputs import ImageSet, data_config, load_folder, load_split
 from imgexp.models import load_model
-from imgexp.tracking.run_files import write_json_atomic
 
 log = logging.getLogger(__name__)
 PLOTLY_JS = "plotly.min.js"  # one local copy at the run root, referenced by every HTML page

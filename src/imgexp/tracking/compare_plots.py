@@ -1,7 +1,6 @@
 """The pictures of imgexp-compare: per-epoch curves, parallel coordinates, Optuna importances."""
 
 import logging
-import os
 from pathlib import Path
 
 import matplotlib
@@ -14,16 +13,17 @@ import plotly.graph_objects as go  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from imgexp.atomic import atomic_path  # noqa: E402
+
 log = logging.getLogger(__name__)
 MAX_LEGEND = 20
 RESERVED = {"run", "status", "overrides", "epochs", "wall_time_s", "path"}
 
 
 def _save_figure(fig, path: Path) -> Path:
-    tmp = path.with_name(f".tmp.{path.name}")  # keeps the suffix: savefig picks the format
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -77,9 +77,8 @@ def plot_parallel_coordinates(board: pd.DataFrame, metric: str, path: Path) -> P
     fig = go.Figure(go.Parcoords(line={"color": score.tolist(), "colorscale": "Viridis",
                                        "showscale": True}, dimensions=dims))
     fig.update_layout(title=f"hyperparameters -> {metric} ({len(rows)} runs)")
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.write_html(tmp, include_plotlyjs=True)  # offline: plotly.js inside the file
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True)  # offline: plotly.js inside the file
     return path
 
 

@@ -1,32 +1,21 @@
 """The files every run directory carries: metrics.json and run_info.json (DESIGN.md)."""
 
-import json
 import math
 import os
 import platform
 import subprocess
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
 
+from imgexp.atomic import write_json_atomic
 from imgexp.paths import PROJECT_ROOT
 
 PACKAGES = ("imgexp", "torch", "torchvision", "lightning", "timm", "torchmetrics", "hydra-core",
             "scikit-learn", "albumentations", "wandb", "optuna", "pytorch-metric-learning")
 
 
-def write_json_atomic(path: str | Path, data) -> Path:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
 
 
 def to_number(value):
