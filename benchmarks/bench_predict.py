@@ -4,9 +4,10 @@ one image at a time (open, convert, resize, forward, copy), as the CBIR seed's s
 
 Both use the same randomly initialised model of the digits_cnn recipe (throughput does not
 depend on the weights), at the recipe's 32 px and at 64 px, and the same photos:
-../shared/data/sign_language_digits (the built-in digits when absent). One intra-op thread for
-both: the loop's best case on a shared machine, where two threads made its single-image
-forwards ~10x slower. The forward of this CNN is compute-bound on CPU, so batching gains
+../shared/data/sign_language_digits (the built-in digits when absent). Measured twice: with one
+intra-op thread for both (the loop's best case on a shared machine, where two threads made its
+single-image forwards ~10x slower) and with torch's default threads for both (what the seed's
+script would get). The forward of this CNN is compute-bound on CPU, so batching gains
 little by itself (see RESULTS.md); the rest comes from decoding in parallel worker processes.
 
     python -m benchmarks.bench_predict [--quick]
@@ -74,7 +75,7 @@ def run(quick: bool = False) -> dict:
     photos, source_name = real_photos_or_digits()
     repeats = 3
     workers = min(2, os.cpu_count() or 1)
-    torch.set_num_threads(1)
+    default_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = photos
@@ -87,18 +88,20 @@ def run(quick: bool = False) -> dict:
         # the images only: a LICENSE/README next to the class folders is rejected by predict
         paths = sorted(p for p in source.rglob("*") if p.is_file() and is_candidate_image(p))
         figures = {"data": f"{source_name}: {len(paths)} images", "repeats": repeats,
-                   "num_workers": workers, "batch_size": "auto (16 on CPU)",
-                   "torch_threads": torch.get_num_threads()}
+                   "num_workers": workers, "batch_size": "auto (16 on CPU)"}
         runs = itertools.count()
-        for size in IMAGE_SIZES:
+        for threads, size in itertools.product((1, default_threads), IMAGE_SIZES):
+            torch.set_num_threads(threads)
             ckpt = make_checkpoint(tmp, size)
             t_project = median_time(
                 lambda ckpt=ckpt: project(ckpt, source, tmp / f"p{next(runs)}", workers), repeats)
             t_loop = median_time(
                 lambda ckpt=ckpt: per_image_loop(ckpt, paths, tmp / f"b{next(runs)}"), repeats)
-            figures |= {f"project images/s {size}px": round(len(paths) / t_project, 1),
-                        f"per-image loop images/s {size}px": round(len(paths) / t_loop, 1),
-                        f"speedup {size}px (goal >= 3)": round(t_loop / t_project, 2)}
+            tag = f"{size}px, {threads} thread(s)"
+            figures |= {f"project images/s {tag}": round(len(paths) / t_project, 1),
+                        f"per-image loop images/s {tag}": round(len(paths) / t_loop, 1),
+                        f"speedup {tag} (goal >= 3)": round(t_loop / t_project, 2)}
+    torch.set_num_threads(default_threads)
     return figures
 
 
