@@ -1,15 +1,18 @@
-"""Atomic writes for every stage: a file is written beside its final name and renamed over it
+"""Atomic writes and file placement for every stage: a file is written beside its final name and renamed over it
 once complete, so readers never see half a file and an interrupted run leaves the previous
 version intact."""
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
+from imgexp.errors import ImgexpError
 
 
 @contextmanager
@@ -50,3 +53,33 @@ def write_frame_atomic(df: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     return Path(path)
+
+
+def place_file(src: Path, dst: Path, mode: str, option: str) -> None:
+    """Put `src` at `dst` as a copy, hard link or symbolic link; never replaces a file.
+
+    A copy is written beside `dst` and then hard-linked into place, so `dst` is never half a
+    file and an existing one raises FileExistsError (callers pick another name or skip).
+    `option` names the config key in the error for a cross-device hard link.
+    """
+    if mode == "copy":
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
+        os.close(fd)
+        try:
+            shutil.copy2(src, tmp)
+            os.link(tmp, dst)
+        finally:
+            os.unlink(tmp)
+    elif mode == "hardlink":
+        try:
+            os.link(src, dst)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            raise ImgexpError(f"cannot hard-link {src} into {dst.parent} ({exc.strerror}): hard "
+                              f"links need one file system; use {option}=copy or symlink"
+                              ) from None
+    elif mode == "symlink":
+        os.symlink(Path(src).resolve(), dst)
+    else:
+        raise ValueError(f"unknown placement mode {mode!r}")

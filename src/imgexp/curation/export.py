@@ -7,37 +7,17 @@ point at the source, and an export folder inside the source folder is refused.
 import filecmp
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from imgexp.atomic import place_file
 from imgexp.errors import ImgexpError
 
 log = logging.getLogger(__name__)
 MODES = ("none", "copy", "hardlink", "symlink")
 
 
-def _place(src: Path, dst: Path, mode: str) -> None:
-    if mode == "copy":
-        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-        os.close(fd)
-        try:
-            shutil.copy2(src, tmp)
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    elif mode == "hardlink":
-        try:
-            os.link(src, dst)
-        except OSError as exc:
-            raise ImgexpError(f"cannot hard-link {src} into {dst.parent} ({exc.strerror}): "
-                              "hard links need the same file system; use select.export=copy "
-                              "or symlink") from None
-    else:
-        os.symlink(src.resolve(), dst)
 
 
 def _already_there(src: Path, dst: Path) -> bool:
@@ -69,7 +49,7 @@ def export_selection(root: Path, rel_paths: list[str], mode: str, export_dir: st
         if _already_there(src, dst):
             skipped += 1
             continue
-        _place(src, dst, mode)
+        place_file(src, dst, mode, "select.export")
         done += 1
     log.info("exported %d images to %s (%d already there)", done, target, skipped)
     return {"exported": done, "already_there": skipped, "export_dir": str(target)}

@@ -6,13 +6,13 @@ A file whose extension lies about its content gets the right one appended, becau
 readers pick files by extension.
 """
 
-import errno
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from imgexp.atomic import place_file
 from imgexp.curation.sniff import CANONICAL_EXTENSION, EXTENSION_FORMATS
 from imgexp.errors import ImgexpError
 
@@ -41,7 +41,7 @@ def export_split(root: Path, items: list[ExportItem], dest: Path, mode: str) -> 
         for item in items:
             target = tmp / export_path(item)
             target.parent.mkdir(parents=True, exist_ok=True)
-            _materialise(root / item.path, target, mode)
+            place_file(root / item.path, target, mode, "prepare.export")
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -58,18 +58,3 @@ def export_path(item: ExportItem) -> PurePosixPath:
         name = name.with_name(name.name + CANONICAL_EXTENSION.get(item.format, ""))
     return folder / name
 
-
-def _materialise(source: Path, target: Path, mode: str) -> None:
-    if mode == "copy":
-        shutil.copy2(source, target)
-    elif mode == "symlink":
-        os.symlink(source.resolve(), target)
-    else:
-        try:
-            os.link(source, target)
-        except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise ImgexpError(f"cannot hard-link {source} into {target.parent} "
-                                  f"({exc.strerror}): use prepare.export=copy or symlink"
-                                  ) from None
-            raise
