@@ -14,10 +14,10 @@ from omegaconf import OmegaConf
 from imgexp.curation.clustering import cluster_features, run_kmeans
 from imgexp.curation.selection import select
 from imgexp.curation.stage import choose_counts, selection_space
+from imgexp.paths import CONFIG_DIR
 
 K = 20
-SELECT = OmegaConf.create({"budget": None, "p_min": 0.1, "p_max": 0.6, "growth": 2.0,
-                           "min_per_cluster": 1})
+SELECT = OmegaConf.load(CONFIG_DIR / "select" / "default.yaml")  # the stage's defaults
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -38,8 +38,8 @@ def cluster_and_select(x: np.ndarray) -> int:
     clusters = cluster_features(x, K, seed=0)
     sizes = np.bincount(clusters.labels, minlength=K)
     counts = choose_counts(sizes, SELECT)
-    chosen, _ = select(selection_space(clusters, 64, 0), clusters.labels, clusters.distances,
-                       counts, "kcenter", 0)
+    chosen, _ = select(selection_space(clusters, SELECT.kcenter_dim, 0), clusters.labels,
+                       clusters.distances, counts, SELECT.within, 0, SELECT.kcenter_block)
     return len(chosen)
 
 

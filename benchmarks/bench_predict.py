@@ -27,14 +27,14 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from PIL import Image
 
-from benchmarks.common import median_time, real_photos_or_digits
+from benchmarks.common import camera_jpegs, median_time, real_photos_or_digits
 from imgexp.data.splits import is_candidate_image
 from imgexp.evaluation.predict import predict_folder
 from imgexp.models import build_model, load_model
 from imgexp.paths import CONFIG_DIR
 
 IMAGE_SIZES = (32, 64)
-BIG_PHOTOS, BIG_SIDE = 40, (4000, 3000)  # 12-megapixel camera photos
+BIG_PHOTOS = 40  # 12-megapixel camera photos
 
 
 def make_checkpoint(folder: Path, image_size: int) -> Path:
@@ -111,11 +111,7 @@ def _big_photos(tmp: Path, paths: list[Path], workers: int, repeats: int) -> dic
     """The same comparison on 12-megapixel JPEGs (the photos upscaled): where decoding, not
     the network, is the cost, and imgexp's JPEG draft mode decodes at a fraction of the size."""
     big = tmp / "big"
-    for i, path in enumerate(paths[:BIG_PHOTOS]):
-        (big / "x").mkdir(parents=True, exist_ok=True)
-        Image.open(path).convert("RGB").resize(BIG_SIDE, Image.BILINEAR).save(
-            big / "x" / f"{i}.jpg", quality=90)
-    big_paths = sorted((big / "x").iterdir())
+    big_paths = camera_jpegs(paths[:BIG_PHOTOS], big / "x")
     ckpt = make_checkpoint(tmp, 64)
     runs = itertools.count()
     t_project = median_time(lambda: project(ckpt, big, tmp / f"bp{next(runs)}", workers), repeats)

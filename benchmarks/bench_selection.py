@@ -1,10 +1,16 @@
 """selection: does training on imgexp-select's choice beat training on a random subset of the
-same size? Built-in digits; the extractor is a small model trained by imgexp-train on the
-train split; 30% of the train split is selected (select.from_splits=[train], budget), then a
-fresh model is trained on that subset and on a random subset of the same size (same val/test
+same size? Built-in digits, as they are (balanced) and with a long tail of classes in the train
+split; the extractor is a small model trained by imgexp-train on that collection; 10% and 30%
+of its train split are selected (select.from_splits=[train], budget), then a fresh model is
+trained on that subset and on a random subset of the same size (same balanced val/test
 split), for each seed; test accuracies are averaged.
+
+Every subset is trained for the same number of optimiser steps whatever its size: a small
+subset trained for a few epochs is under-fitted, and an under-fitted model favours whichever
+subset holds the easiest images (the most typical ones), not the most informative.
 """
 
+import math
 import statistics
 import tempfile
 from pathlib import Path
@@ -21,8 +27,13 @@ from imgexp.paths import CONFIG_DIR
 
 QUIET = ["logger=csv", "~callbacks.progress_bar", "trainer.enable_progress_bar=false",
          "data.image_size=16", "data.num_workers=0"]
-FRACTION = 0.3
+FRACTIONS = (0.1, 0.3)
+# the digits as they are, and a long tail of classes: what the share curve is for (rare kinds
+# of images kept, common ones thinned out)
+SCENARIOS = {"balanced": None,
+             "long-tailed": (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12, 0.09, 0.06, 0.05)}
 WITHIN = ("kcenter", "centroid", "random")
+BATCH = 32
 
 
 def config(name: str, overrides: list[str]):
@@ -45,47 +56,92 @@ def random_manifest(all_rows: pd.DataFrame, n_train: int, root: Path, out: Path,
     return out
 
 
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def collection(all_rows: pd.DataFrame, keep: tuple[float, ...] | None, root: Path,
+               out: Path) -> tuple[pd.DataFrame, Path]:
+    """The collection to select from: the digits' train split as it is, or with class c cut
+    to keep[c] of its images (a long tail); val and test stay whole and balanced."""
+    rows = all_rows
+    if keep is not None:
+        train = all_rows[all_rows["split"] == "train"]
+        kept = [group.sample(round(keep[int(label)] * len(group)), random_state=0)
+                for label, group in train.groupby("label")]
+        rows = pd.concat([*kept, all_rows[all_rows["split"] != "train"]])
+    rows.to_csv(out, index=False)
+    write_json_atomic(out.with_suffix(".json"),
+                      {"root": str(root), "classes": sorted(set(all_rows["label"]))})
+    return rows, out
+
+
 def run(quick: bool = False) -> dict:
-    seeds, epochs = ([0, 1, 2], 3) if quick else ([0, 1, 2], 10)
+    seeds, steps = ([0, 1, 2], 120) if quick else ([0, 1, 2, 3, 4], 240)
     work = Path(tempfile.mkdtemp(prefix="bench_selection_"))
     data_dir = work / "data"
     ensure_digits(data_dir / "digits")
     # one split for every run, so the extractor never saw the test images
-    common = [f"paths.data_dir={data_dir}", f"trainer.max_epochs={epochs}", "data.split_seed=0"]
-    train(["model.backbone.channels=[16,32]", *common], work / "extractor")
-    ckpt = work / "extractor" / "checkpoints" / "best.ckpt"
+    common = [f"paths.data_dir={data_dir}", "data.split_seed=0", f"data.batch_size={BATCH}"]
+    datamodule = instantiate(config("train", ["data=digits", *common]).data, _recursive_=False)
+    all_rows = datamodule.split_table()
 
-    results: dict[str, list[float]] = {name: [] for name in (*WITHIN, "random subset")}
-    for seed in seeds:
-        run_dir = work / f"select_{seed}"
-        overrides = ["data=digits", *QUIET[3:], f"paths.data_dir={data_dir}", f"seed={seed}",
-                     f"select.ckpt_path={ckpt}", f"select.cache_dir={work / 'cache'}",
-                     "select.from_splits=[train]", "select.pictures=false", "data.split_seed=0"]
-        datamodule = instantiate(config("select", overrides).data, _recursive_=False)
-        all_rows = datamodule.split_table()  # the split every run shares
-        n_train = int(round(FRACTION * (all_rows["split"] == "train").sum()))
-        manifests = {"random subset": random_manifest(
-            all_rows, n_train, Path(datamodule.root), work / f"random_{seed}.csv", seed)}
-        for within in WITHIN:
-            summary = run_select(config("select", [
-                *overrides, f"select.budget={n_train}", f"select.within={within}",
-                f"paths.output_dir={run_dir / within}"]))
-            manifests[within] = Path(summary["manifest"])
-        for name, manifest in manifests.items():
-            results[name].append(train(["data=manifest", f"data.manifest={manifest}",
-                                        f"seed={seed}", *common],
-                                       work / f"train_{seed}_{name.replace(' ', '_')}"))
-    means = {name: statistics.mean(accs) for name, accs in results.items()}
-    out = {"setup": f"digits at 16 px, simple_cnn, {epochs} epochs, {n_train} images "
-                    f"({FRACTION:.0%} of the train split), seeds {seeds}, 20 clusters, "
-                    "default share curve"}
-    for name, accs in results.items():
-        label = f"select.within={name}" if name in WITHIN else name
-        out[f"test acc, {label} (per seed)"] = [round(a, 4) for a in accs]
-        out[f"mean test acc, {label}"] = round(means[name], 4)
-    out["gain of the default (kcenter) over random subset (goal > 0)"] = round(
-        means["kcenter"] - means["random subset"], 4)
+    results: dict[tuple[str, float, str], list[float]] = {}
+    sizes = {}
+    for scenario, keep in SCENARIOS.items():
+        rows, manifest = collection(all_rows, keep, Path(datamodule.root),
+                                    work / f"{scenario}.csv")
+        sizes[scenario] = int((rows["split"] == "train").sum())
+        # the extractor: a model trained on the collection (its labels), as a user would have
+        extractor_dir = work / f"extractor_{scenario}"
+        train(["data=manifest", f"data.manifest={manifest}", "model.backbone.channels=[16,32]",
+               "trainer.max_epochs=10", *common], extractor_dir)
+        for seed in seeds:
+            overrides = ["data=manifest", f"data.manifest={manifest}", *QUIET[3:],
+                         f"paths.data_dir={data_dir}", f"seed={seed}",
+                         f"select.ckpt_path={extractor_dir / 'checkpoints' / 'best.ckpt'}",
+                         f"select.cache_dir={work / 'cache'}", "select.from_splits=[train]",
+                         "select.pictures=false"]
+            for fraction in FRACTIONS:
+                n_train = int(round(fraction * sizes[scenario]))
+                epochs = math.ceil(steps / math.ceil(n_train / BATCH))
+                tag = f"{scenario}_{fraction:.0%}_{seed}"
+                manifests = {"random subset": random_manifest(
+                    rows, n_train, Path(datamodule.root), work / f"random_{tag}.csv", seed)}
+                for within in WITHIN:
+                    summary = run_select(config("select", [
+                        *overrides, f"select.budget={n_train}", f"select.within={within}",
+                        f"paths.output_dir={work / f'select_{tag}' / within}"]))
+                    manifests[within] = Path(summary["manifest"])
+                for name, subset in manifests.items():
+                    acc = train(["data=manifest", f"data.manifest={subset}", f"seed={seed}",
+                                 f"trainer.max_epochs={epochs}",
+                                 # one validation, at the end: the model tested is the last
+                                 f"trainer.check_val_every_n_epoch={epochs}", *common],
+                                work / f"train_{tag}_{name.replace(' ', '_')}")
+                    results.setdefault((scenario, fraction, name), []).append(acc)
+    n_test = int((all_rows["split"] == "test").sum())
+    out = {"setup": f"digits at 16 px, simple_cnn, {steps} optimiser steps per subset "
+                    f"(batch {BATCH}), seeds {seeds}, 20 clusters, default share curve "
+                    f"(p_min 0.1, p_max 0.6, growth 2); {n_test} balanced test images "
+                    f"(one image = {1 / n_test:.4f})",
+           "collections (train images)": {
+               name: f"{sizes[name]}" + (f", class c keeps {list(keep)}[c]" if keep else "")
+               for name, keep in SCENARIOS.items()}}
+    for scenario in SCENARIOS:
+        for fraction in FRACTIONS:
+            head = f"{scenario}, {fraction:.0%}"
+            for name in ("random subset", *WITHIN):
+                label = f"select.within={name}" if name in WITHIN else name
+                accs = results[(scenario, fraction, name)]
+                out[f"{head}: test acc, {label} (mean ± std)"] = mean_std(accs)
+                out[f"{head}: test acc, {label} (per seed)"] = [round(a, 4) for a in accs]
+            gain = (statistics.mean(results[(scenario, fraction, "kcenter")])
+                    - statistics.mean(results[(scenario, fraction, "random subset")]))
+            out[f"{head}: gain of the default (kcenter) over a random subset (goal > 0)"] = \
+                round(gain, 4)
     return out
+
 
 if __name__ == "__main__":
     for key, value in run(quick=False).items():

@@ -4,6 +4,8 @@ import statistics
 import time
 from pathlib import Path
 
+from PIL import Image
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_PHOTOS = REPO.parent / "shared" / "data" / "sign_language_digits"
 
@@ -24,3 +26,16 @@ def real_photos_or_digits() -> tuple[Path, str]:
     from imgexp.data.digits import ensure_digits
 
     return ensure_digits(REPO / "data" / "digits"), "built-in digits (PNG)"
+
+
+def camera_jpegs(paths: list[Path], folder: Path, side: tuple[int, int] = (4000, 3000)
+                 ) -> list[Path]:
+    """The photos upscaled to 12-megapixel JPEGs, camera-sized: where decoding, not the
+    network, is the cost (imgexp decodes JPEGs in draft mode, at a fraction of the size)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, path in enumerate(paths):
+        target = folder / f"{i:04d}.jpg"
+        Image.open(path).convert("RGB").resize(side, Image.BILINEAR).save(target, quality=90)
+        out.append(target)
+    return out

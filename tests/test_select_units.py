@@ -10,6 +10,7 @@ from imgexp.curation.clustering import cluster_features, run_kmeans
 from imgexp.curation.export import export_selection
 from imgexp.curation.pictures import plot_k_choice
 from imgexp.curation.selection import (
+    blocked_kcenter,
     cluster_counts,
     cluster_shares,
     kcenter,
@@ -91,7 +92,27 @@ def test_kcenter_covers_the_cluster_better_than_random_or_centroid_picks():
     assert coverage("kcenter") < 0.8 * coverage("random") < coverage("centroid")
     # on a line, farthest-point starts at the middle, then takes both ends
     line = np.linspace(0, 1, 11, dtype=np.float32)[:, None]
-    assert sorted(kcenter(line, 3, start=5).tolist()) == [0, 5, 10]
+    assert sorted(kcenter(line, 3, 5)[0].tolist()) == [0, 5, 10]
+
+
+def test_blocked_kcenter_covers_a_big_cluster_almost_as_well_as_the_exact_traversal():
+    rng = np.random.default_rng(0)
+    # a dense core and a heavy tail of outliers: the tail is what k-center must reach
+    x = (rng.standard_normal((3000, 4)) * rng.gamma(1.0, 1.0, (3000, 1))).astype(np.float32)
+    d = np.linalg.norm(x - x.mean(0), axis=1)
+
+    def radius(picks):
+        return np.linalg.norm(x[:, None] - x[picks][None], axis=2).min(1).max()
+
+    exact = blocked_kcenter(x, d, 150, block=None, seed=0)
+    blocked = blocked_kcenter(x, d, 150, block=500, seed=0)
+    assert len(set(blocked.tolist())) == 150
+    assert radius(blocked) < 1.2 * radius(exact)
+    # still farthest-first: the late picks fill small gaps, the early ones the big ones
+    gaps = [radius(blocked[:m]) for m in (20, 75, 150)]
+    assert gaps[0] > gaps[1] > gaps[2]
+    # a block-free run over the same points is the plain traversal
+    assert exact.tolist() == kcenter(x, 150, int(np.argmin(d)))[0].tolist()
 
 
 def test_similarity_score_is_zero_for_unrelated_and_lower_for_a_diverse_subset():

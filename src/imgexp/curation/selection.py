@@ -5,9 +5,11 @@ exponentially from p_max (smallest cluster) to p_min (largest):
     p(n) = p_min + (p_max - p_min) * exp(-growth * (n - n_min) / (n_max - n_min))
 """
 
+import heapq
 import logging
 
 import numpy as np
+from sklearn.cluster import KMeans
 
 from imgexp.errors import ImgexpError
 
@@ -71,33 +73,73 @@ def solve_budget(sizes, budget: int, p_min: float, p_max: float, growth: float,
     return counts
 
 
-def kcenter(points: np.ndarray, count: int, start: int) -> np.ndarray:
-    """Greedy farthest-point traversal: each pick is the point farthest from those picked."""
-    sq = np.einsum("ij,ij->i", points, points)
-    nearest = np.maximum(sq - 2 * points @ points[start] + sq[start], 0)
-    picked = [start]
-    nearest[start] = -1
-    for _ in range(count - 1):
-        j = int(np.argmax(nearest))
-        picked.append(j)
-        np.minimum(nearest, np.maximum(sq - 2 * points @ points[j] + sq[j], 0), out=nearest)
-        nearest[picked] = -1
-    return np.asarray(picked)
+def kcenter(points: np.ndarray, count: int, starts, block_of: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy farthest-point traversal: each pick is the point farthest from those picked.
+
+    `block_of` (block of each point; None = one block) limits the distances to points of the
+    same block, each block starting from its entry in `starts`; each step still takes the
+    farthest point over all blocks. -> the picks in order, and each pick's distance to the
+    earlier ones (inf for the starts).
+    """
+    starts = np.atleast_1d(starts)
+    block_of = np.zeros(len(points), dtype=np.int64) if block_of is None else block_of
+    picked, radius, heap, blocks = list(starts), [np.inf] * len(starts), [], []
+    for b, start in enumerate(starts):
+        members = np.flatnonzero(block_of == b)
+        pts = points[members]
+        sq = np.einsum("ij,ij->i", pts, pts)
+        local = int(np.searchsorted(members, start))
+        nearest = np.maximum(sq - 2 * pts @ pts[local] + sq[local], 0)
+        nearest[local] = -1
+        blocks.append((members, pts, sq, nearest))
+        far = int(np.argmax(nearest))
+        heapq.heappush(heap, (-nearest[far], b, far))
+    while len(picked) < count:
+        _, b, j = heapq.heappop(heap)  # the block holding the farthest point, and that point
+        members, pts, sq, nearest = blocks[b]
+        picked.append(members[j])
+        radius.append(np.sqrt(nearest[j]))
+        np.minimum(nearest, np.maximum(sq - 2 * pts @ pts[j] + sq[j], 0), out=nearest)
+        nearest[j] = -1  # picked points stay at -1: the minimum never raises them
+        far = int(np.argmax(nearest))
+        heapq.heappush(heap, (-nearest[far], b, far))
+    return np.asarray(picked, dtype=np.int64), np.asarray(radius)
+
+
+def blocked_kcenter(points: np.ndarray, distances: np.ndarray, count: int, block: int | None,
+                    seed: int) -> np.ndarray:
+    """k-center from the most typical image; in blocks of about `block` look-alike points
+    when the cluster is bigger.
+
+    A traversal costs (picks x cluster size): quadratic in the cluster size, since the picks
+    grow with it. k-means cuts a big cluster into blocks and distances are measured inside a
+    block only (linear), while each step still takes the farthest point over all blocks.
+    """
+    if not block or len(points) <= block:
+        return kcenter(points, count, int(np.argmin(distances)))[0]
+    n_blocks = min(count, -(-len(points) // block))
+    parts = KMeans(n_blocks, n_init=1, random_state=seed).fit(points)
+    # each block starts from its most typical image, as a whole cluster does
+    gap = np.linalg.norm(points - parts.cluster_centers_[parts.labels_], axis=1)
+    starts = [np.flatnonzero(parts.labels_ == b)[np.argmin(gap[parts.labels_ == b])]
+              for b in range(n_blocks)]
+    return kcenter(points, count, starts, parts.labels_)[0]
 
 
 def pick_within(points: np.ndarray, distances: np.ndarray, count: int, within: str,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, block: int | None = None) -> np.ndarray:
     """Indices (into points) of the `count` images taken from one cluster, in pick order."""
     if within == "centroid":
         return np.argsort(distances, kind="stable")[:count]
     if within == "random":
         return rng.permutation(len(points))[:count]
-    # kcenter starts from the most typical image, then covers the cluster outwards
-    return kcenter(points, count, int(np.argmin(distances)))
+    return blocked_kcenter(points, distances, count, block, int(rng.integers(2**31)))
 
 
 def select(points: np.ndarray, labels: np.ndarray, distances: np.ndarray, counts: np.ndarray,
-           within: str = "kcenter", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+           within: str = "kcenter", seed: int = 0,
+           block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """-> selected indices (sorted) and each one's rank of pick inside its cluster."""
     if within not in WITHIN:
         raise ImgexpError(f"select.within={within!r} is not an option: use one of {WITHIN}")
@@ -107,7 +149,8 @@ def select(points: np.ndarray, labels: np.ndarray, distances: np.ndarray, counts
         members = np.flatnonzero(labels == c)
         if count == 0 or len(members) == 0:
             continue
-        order = pick_within(points[members], distances[members], int(count), within, rng)
+        order = pick_within(points[members], distances[members], int(count), within, rng,
+                            block)
         chosen.append(members[order])
         ranks.append(np.arange(len(order)))
     chosen_all, ranks_all = np.concatenate(chosen), np.concatenate(ranks)

@@ -100,7 +100,8 @@ def run_select(cfg: DictConfig) -> dict:
     counts = choose_counts(sizes, s)
     chosen, ranks = select(selection_space(clusters, s.kcenter_dim if s.within == "kcenter"
                                            else None, cfg.seed),
-                           clusters.labels, clusters.distances, counts, s.within, cfg.seed)
+                           clusters.labels, clusters.distances, counts, s.within, cfg.seed,
+                           s.kcenter_block)
 
     center = features.mean(0)  # one origin for both sets, so their scores compare
     similarity = {}
