@@ -92,7 +92,7 @@ def test_kcenter_covers_the_cluster_better_than_random_or_centroid_picks():
     assert coverage("kcenter") < 0.8 * coverage("random") < coverage("centroid")
     # on a line, farthest-point starts at the middle, then takes both ends
     line = np.linspace(0, 1, 11, dtype=np.float32)[:, None]
-    assert sorted(kcenter(line, 3, 5)[0].tolist()) == [0, 5, 10]
+    assert sorted(kcenter(line, 3, 5).tolist()) == [0, 5, 10]
 
 
 def test_blocked_kcenter_covers_a_big_cluster_almost_as_well_as_the_exact_traversal():
@@ -112,7 +112,7 @@ def test_blocked_kcenter_covers_a_big_cluster_almost_as_well_as_the_exact_traver
     gaps = [radius(blocked[:m]) for m in (20, 75, 150)]
     assert gaps[0] > gaps[1] > gaps[2]
     # a block-free run over the same points is the plain traversal
-    assert exact.tolist() == kcenter(x, 150, int(np.argmin(d)))[0].tolist()
+    assert exact.tolist() == kcenter(x, 150, int(np.argmin(d))).tolist()
 
 
 def test_similarity_score_is_zero_for_unrelated_and_lower_for_a_diverse_subset():

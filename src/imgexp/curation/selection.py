@@ -73,18 +73,17 @@ def solve_budget(sizes, budget: int, p_min: float, p_max: float, growth: float,
     return counts
 
 
-def kcenter(points: np.ndarray, count: int, starts, block_of: np.ndarray | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
+def kcenter(points: np.ndarray, count: int, starts,
+            block_of: np.ndarray | None = None) -> np.ndarray:
     """Greedy farthest-point traversal: each pick is the point farthest from those picked.
 
     `block_of` (block of each point; None = one block) limits the distances to points of the
     same block, each block starting from its entry in `starts`; each step still takes the
-    farthest point over all blocks. -> the picks in order, and each pick's distance to the
-    earlier ones (inf for the starts).
+    farthest point over all blocks. -> the picks in order.
     """
     starts = np.atleast_1d(starts)
     block_of = np.zeros(len(points), dtype=np.int64) if block_of is None else block_of
-    picked, radius, heap, blocks = list(starts), [np.inf] * len(starts), [], []
+    picked, heap, blocks = list(starts), [], []
     for b, start in enumerate(starts):
         members = np.flatnonzero(block_of == b)
         pts = points[members]
@@ -99,12 +98,11 @@ def kcenter(points: np.ndarray, count: int, starts, block_of: np.ndarray | None 
         _, b, j = heapq.heappop(heap)  # the block holding the farthest point, and that point
         members, pts, sq, nearest = blocks[b]
         picked.append(members[j])
-        radius.append(np.sqrt(nearest[j]))
         np.minimum(nearest, np.maximum(sq - 2 * pts @ pts[j] + sq[j], 0), out=nearest)
         nearest[j] = -1  # picked points stay at -1: the minimum never raises them
         far = int(np.argmax(nearest))
         heapq.heappush(heap, (-nearest[far], b, far))
-    return np.asarray(picked, dtype=np.int64), np.asarray(radius)
+    return np.asarray(picked, dtype=np.int64)
 
 
 def blocked_kcenter(points: np.ndarray, distances: np.ndarray, count: int, block: int | None,
@@ -117,14 +115,14 @@ def blocked_kcenter(points: np.ndarray, distances: np.ndarray, count: int, block
     block only (linear), while each step still takes the farthest point over all blocks.
     """
     if not block or len(points) <= block:
-        return kcenter(points, count, int(np.argmin(distances)))[0]
+        return kcenter(points, count, int(np.argmin(distances)))
     n_blocks = min(count, -(-len(points) // block))
     parts = KMeans(n_blocks, n_init=1, random_state=seed).fit(points)
     # each block starts from its most typical image, as a whole cluster does
     gap = np.linalg.norm(points - parts.cluster_centers_[parts.labels_], axis=1)
-    starts = [np.flatnonzero(parts.labels_ == b)[np.argmin(gap[parts.labels_ == b])]
-              for b in range(n_blocks)]
-    return kcenter(points, count, starts, parts.labels_)[0]
+    members = [np.flatnonzero(parts.labels_ == b) for b in range(n_blocks)]
+    starts = [m[np.argmin(gap[m])] for m in members]
+    return kcenter(points, count, starts, parts.labels_)
 
 
 def pick_within(points: np.ndarray, distances: np.ndarray, count: int, within: str,
