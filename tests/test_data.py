@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from imgexp.data import ImageDataModule, load_rgb
+from imgexp.data.class_map import map_labels
 from imgexp.data.digits import COMPLETE_MARKER, ensure_digits
 from imgexp.data.image_io import UnreadableImage, open_image
 from imgexp.data.splits import Sample, scan_class_folders, split_counts, stratified_split
@@ -201,3 +202,137 @@ def test_class_with_no_readable_image_is_a_clear_error(tmp_path):
     (root / "b" / "x.jpg").write_bytes(b"text, not a jpeg")
     with pytest.raises(ImgexpError, match="class 'b' has no readable image"):
         ImageDataModule(root=str(root)).resolve()
+
+
+# -- split-folder layouts (train/ val/ test/, any two of them with train/, train/ alone) ------
+def _layout(root: Path, folders: dict[str, int]) -> Path:
+    for folder, n in folders.items():
+        _folder(root / folder, {"a": 2 * n, "b": n})
+    return root
+
+
+@pytest.mark.parametrize("folders,sizes", [
+    ({"train": 10, "val": 2, "test": 3}, {"train": 30, "val": 6, "test": 9}),
+    ({"Train": 10, "TEST": 3}, {"train": 24, "val": 6, "test": 9}),       # val drawn from train
+    ({"train": 10, "validation": 2}, {"train": 30, "val": 6, "test": 0}),  # no test split
+    ({"train": 10, "Valid": 2, "test": 3}, {"train": 30, "val": 6, "test": 9}),
+    ({"TRAIN": 10}, {"train": 21, "val": 5, "test": 4}),                  # everything drawn
+])
+def test_split_folder_layouts_are_recognised(tmp_path, caplog, folders, sizes):
+    root = _layout(tmp_path / "imgs", folders)
+    dm = ImageDataModule(root=str(root), image_size=8, ratios=(0.7, 0.15, 0.15))
+    with caplog.at_level("INFO", logger="imgexp.data.splits"):
+        dm.setup()
+    assert dm.classes == ["a", "b"]  # never the split folders' names
+    assert {k: len(v) for k, v in dm.datasets.items()} == sizes
+    for split in ("val", "test"):  # a split folder's images stay in its split
+        folder = next((f for f in folders if f.lower().startswith(split[:3])), None)
+        if folder:
+            assert {s.path.split("/")[0] for s in dm.samples if s.split == split} == {folder}
+    assert sum(r.name == "imgexp.data.splits" and "split folders" in r.message
+               for r in caplog.records) == 1
+    if not sizes["test"]:
+        assert "NO TEST SPLIT" in caplog.text
+
+
+def test_val_drawn_from_train_folder_is_stratified_and_seeded(tmp_path):
+    root = _layout(tmp_path / "imgs", {"train": 20, "test": 2})
+
+    def val_of(seed):
+        dm = ImageDataModule(root=str(root), image_size=8, ratios=(0.6, 0.2, 0.2),
+                             split_seed=seed)
+        dm.resolve()
+        return sorted(s.path for s in dm.samples if s.split == "val")
+
+    val = val_of(3)
+    # val share of train+val = 0.2 / 0.8 per class: 10 of a's 40, 5 of b's 20
+    assert Counter(p.split("/")[1] for p in val) == {"a": 10, "b": 5}
+    assert all(p.startswith("train/") for p in val)
+    assert val_of(3) == val and val_of(4) != val
+
+
+@pytest.mark.parametrize("folders,message", [
+    (["val", "test"], r"has val/, test/ but no train/ folder"),
+    (["cat", "dog", "test"], r"has test/ but no train/ folder"),
+    (["train", "cat"], r"mixes a train/ folder with other folders \['cat'\]"),
+    (["train", "val", "Validation"], r"two val folders"),
+])
+def test_ambiguous_split_folders_are_one_line_errors(tmp_path, folders, message):
+    _layout(tmp_path, dict.fromkeys(folders, 2))
+    with pytest.raises(ImgexpError, match=message) as err:
+        ImageDataModule(root=str(tmp_path), image_size=8).resolve()
+    assert "\n" not in str(err.value)
+
+
+def test_folders_beside_the_split_folders_are_not_read(tmp_path, caplog):
+    root = _layout(tmp_path / "imgs", {"train": 4, "test": 2, "unlabeled": 3})
+    dm = ImageDataModule(root=str(root), image_size=8)
+    with caplog.at_level("INFO", logger="imgexp.data.splits"):
+        dm.resolve()
+    assert dm.classes == ["a", "b"]
+    assert not any(s.path.startswith("unlabeled/") for s in dm.samples)
+    assert "['unlabeled'] beside the split folders are not read" in caplog.text
+
+
+# -- data.class_map ------------------------------------------------------------------------
+def test_class_map_keys_are_folder_names_whatever_yaml_made_of_them():
+    folders = ["0", "1", "2", "10"]
+    assert map_labels(folders, {0: "low", 1: "low", "*": "high"}) == {
+        "0": "low", "1": "low", "2": "high", "10": "high"}
+    assert map_labels(folders, {"2": "two"}) == {"0": "0", "1": "1", "2": "two", "10": "10"}
+    assert map_labels(["True", "x"], {True: "yes"}) == {"True": "yes", "x": "x"}
+    with pytest.raises(ImgexpError, match=r"data.class_map names class folder\(s\) \['7'\] "
+                                          r"that do not exist; the folders are"):
+        map_labels(folders, {7: "seven"}, "data.class_map")
+    with pytest.raises(ImgexpError, match="maps to None"):
+        map_labels(folders, {0: None})
+
+
+def test_class_map_merges_folder_and_manifest_classes(tmp_path):
+    root = _folder(tmp_path / "imgs", {"Photo": 6, "Painting": 3, "Sketch": 3})
+    dm = ImageDataModule(root=str(root), image_size=8, class_map={"Photo": "photo",
+                                                                  "*": "non_photo"})
+    dm.setup()
+    assert dm.classes == ["non_photo", "photo"]
+    assert sum(s.label == "non_photo" for s in dm.samples) == 6
+    assert {s.label for s in dm.samples if s.split == "test"} == {"non_photo", "photo"}
+    dm.split_table().to_csv(tmp_path / "m.csv", index=False)
+    (tmp_path / "m.json").write_text(f'{{"root": "{root}", "classes": ["photo", "non_photo"]}}')
+    merged = ImageDataModule(manifest=str(tmp_path / "m.csv"), class_map={"non_photo": "other"})
+    merged.resolve()
+    assert merged.classes == ["photo", "other"]
+    assert Counter(s.label for s in merged.samples) == {"photo": 6, "other": 6}
+
+
+def test_training_with_data_class_map_gives_the_merged_classes(tmp_path, data_dir):
+    from conftest import train_config
+    from imgexp.fit import fit_and_test
+    from imgexp.models.factory import read_checkpoint
+
+    cfg = train_config(["data.class_map={0: low, 1: low, 2: low, 3: low, 4: low, *: high}",
+                        "data.image_size=8", "model.backbone.channels=[4]",
+                        "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+                        "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"],
+                       tmp_path, data_dir)
+    metrics = fit_and_test(cfg)
+    ckpt = read_checkpoint(metrics["best_model_path"])
+    assert ckpt["imgexp"]["class_names"] == ["high", "low"]
+    split = pd.read_csv(tmp_path / "data_split.csv", dtype=str)
+    assert set(split["label"]) == {"high", "low"}
+    assert (split.loc[split["path"].str.startswith("3/"), "label"] == "low").all()
+
+
+def test_a_run_without_test_split_says_so_and_reports_no_test_metrics(tmp_path, caplog):
+    from conftest import compose_config
+    from imgexp.fit import fit_and_test
+
+    root = _layout(tmp_path / "imgs", {"train": 4, "val": 2})
+    cfg = compose_config("train", ["logger=csv", "~callbacks.progress_bar",
+                                   "trainer.enable_progress_bar=false", "data=folder",
+                                   f"data.root={root}", "data.image_size=8",
+                                   "data.num_workers=0", "model.backbone.channels=[4]",
+                                   "trainer.max_epochs=1"], tmp_path / "run")
+    with caplog.at_level("INFO"):
+        metrics = fit_and_test(cfg)
+    assert "val/acc" in metrics and not any(k.startswith("test/") for k in metrics)
+    assert "NO TEST SPLIT" in caplog.text and "no test split under" in caplog.text

@@ -81,7 +81,10 @@ def fit_and_test(cfg: DictConfig) -> dict:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if pruning:
             metrics.update(pruning.summary())
-        if cfg.get("test", True) and not (pruning and pruning.pruned):
+        if cfg.get("test", True) and not datamodule.describe()["test"]:
+            log.warning("no test split under %s: no test metrics, the val metrics are the "
+                        "ones to read", datamodule.root)
+        elif cfg.get("test", True) and not (pruning and pruning.pruned):
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
             metrics.update(collect_metrics(trainer, model))
         metrics["best_model_path"] = best

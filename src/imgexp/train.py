@@ -10,7 +10,10 @@ from imgexp.fit import fit_and_test
 
 def report(metrics: dict, run_dir: Path) -> None:
     print(f"\nrun directory: {run_dir}")
-    for key in sorted(k for k in metrics if k.startswith("test/")):
+    shown = "test/" if any(k.startswith("test/") for k in metrics) else "val/"
+    if shown == "val/":
+        print("  no test metrics in this run; its val metrics:")
+    for key in sorted(k for k in metrics if k.startswith(shown)):
         print(f"  {key} = {metrics[key]:.4f}")
     print(f"metrics:    {run_dir / 'metrics.json'}")
     print(f"checkpoint: {metrics.get('best_model_path') or 'none (fast_dev_run)'}")

@@ -5,9 +5,9 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from imgexp.curation.assign import assign_splits, map_labels
+from imgexp.curation.assign import assign_splits
 from imgexp.curation.duplicates import find_duplicates
 from imgexp.curation.inspect import CheckOptions, FileCheck, inspect_all
 from imgexp.curation.quarantine import find_log, quarantine, restore
@@ -22,7 +22,8 @@ from imgexp.curation.tables import (
     write_json_atomic,
     write_manifest,
 )
-from imgexp.data.splits import SPLITS
+from imgexp.data.class_map import map_labels
+from imgexp.data.splits import SPLITS, SplitLayout
 from imgexp.errors import ImgexpError
 
 
@@ -81,8 +82,7 @@ def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig) -> dict:
     """Labels, duplicates and splits for the accepted files."""
     where: dict[str, Candidate] = {c.path: c for c in scan.candidates}
     accepted = [c for c in checks if c.ok]
-    class_map = OmegaConf.to_container(p.class_map) if p.class_map else {}
-    label_of_class = map_labels(scan.class_names, class_map)
+    label_of_class = map_labels(scan.class_names, p.class_map, "prepare.class_map")
     label_of = {c.path: label_of_class[where[c.path].class_name] for c in accepted}
     split_rank = {c.path: SPLITS.index(c.split) for c in scan.candidates if c.split}
     duplicates = find_duplicates(accepted, p.keep, p.near_dup_radius if p.near_dup else None,
@@ -90,9 +90,9 @@ def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig) -> dict:
     kept_of = {d.path: d.kept for d in duplicates}
     listed = {c.path: label_of[c.path] for c in accepted
               if not (p.drop_duplicates and c.path in kept_of)}
-    keep_existing = bool(p.keep_existing_split and scan.split_layout)
+    layout = scan.layout if p.keep_existing_split else None
     split_of, warnings = assign_splits(listed, {c.path: c.split for c in scan.candidates},
-                                       kept_of, p.ratios, p.seed, keep_existing)
+                                       kept_of, p.ratios, p.seed, layout)
     rows = [(c.path, listed[c.path], split_of[c.path], c.sha256, c.width, c.height)
             for c in accepted if c.path in listed]
     classes = sorted(set(listed.values()))
@@ -111,14 +111,22 @@ def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig) -> dict:
                                format_of[path]) for path, label, split, *_ in rows]
     return {"rows": rows, "classes": classes, "empty": empty, "label_of": label_of,
             "duplicates": duplicates, "conflicts": len(conflicts), "warnings": warnings,
-            "split": "existing folders" if keep_existing else "stratified",
+            "split": _split_kind(layout),
             "counts": split_counts(rows, classes), "export_items": export_items}
 
 
+def _split_kind(layout: SplitLayout | None) -> str:
+    if layout is None:
+        return "stratified"
+    if "val" in layout.folders:
+        return "existing folders"
+    return "existing folders, " + ("val" if "test" in layout.folders else "val and test") + \
+        " drawn from train"
+
+
 def _inside(candidate: Candidate) -> str:
-    prefix = f"{candidate.split}/{candidate.class_name}/" if candidate.split else \
-        f"{candidate.class_name}/"
-    return candidate.path.removeprefix(prefix)
+    """The path below its class folder (and split folder)."""
+    return "/".join(candidate.path.split("/")[2 if candidate.split else 1:])
 
 
 def _write_outputs(run_dir: Path, root: Path, scan: Scan, checks: list[FileCheck],

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgexp.data.splits import IGNORED_NAMES, SPLITS, has_split_folders
+from imgexp.data.splits import IGNORED_NAMES, SplitLayout, find_split_layout, log_layout
 from imgexp.errors import ImgexpError
 
 
@@ -18,13 +18,13 @@ from imgexp.errors import ImgexpError
 class Candidate:
     path: str           # relative to the root, POSIX separators
     class_name: str     # the class folder it sits in
-    split: str = ""     # the split folder it sits in, when the root has train/ val/ test/
+    split: str = ""     # the split (train/val/test) of its split folder, if the root has them
 
 
 @dataclass
 class Scan:
     root: Path
-    split_layout: bool                       # root/<split>/<class>/... rather than root/<class>
+    layout: SplitLayout | None               # root/<split>/<class>/... rather than root/<class>
     candidates: list[Candidate] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)   # (path, why)
     class_names: list[str] = field(default_factory=list)           # every class folder seen
@@ -35,13 +35,14 @@ def scan_root(root: str | Path) -> Scan:
     if not root.is_dir():
         raise ImgexpError(f"data root {root} does not exist or is not a folder: set "
                           "data.root=/path/to/images (one sub-folder per class)")
-    scan = Scan(root, has_split_folders(root))
-    tops = [(split, root / split) for split in SPLITS] if scan.split_layout else [("", root)]
-    for split, top in tops:
-        if top.is_dir():
-            _scan_classes(scan, top, split)
-    if scan.split_layout:
-        _ignore_outside(scan, root, keep=set(SPLITS))
+    scan = Scan(root, find_split_layout(root))
+    if scan.layout:
+        log_layout(root, scan.layout)
+        for split, folder in scan.layout.folders.items():
+            _scan_classes(scan, root / folder, split)
+        _ignore_outside(scan, root, keep=set(scan.layout.folders.values()))
+    else:
+        _scan_classes(scan, root, "")
     scan.class_names = sorted(set(scan.class_names))
     if not scan.class_names:
         raise ImgexpError(f"data root {root} has no class folders: put each class's images in "
@@ -77,7 +78,7 @@ def _ignore_outside(scan: Scan, root: Path, keep: set[str]) -> None:
     with os.scandir(root) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.name not in keep:
-                scan.ignored.append((entry.name, "ignored: outside the train/ val/ test/ folders"))
+                scan.ignored.append((entry.name, "ignored: outside the split folders"))
 
 
 def _hidden_reason(entry: os.DirEntry) -> str:

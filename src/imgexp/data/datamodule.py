@@ -13,6 +13,7 @@ import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, WeightedRandomSampler, get_worker_info
 
+from imgexp.data.class_map import map_labels
 from imgexp.data.dataset import ImageDataset, SharedImageCache, collate_skipping
 from imgexp.data.digits import ensure_digits
 from imgexp.data.samplers import OversamplingSampler, PKBatchSampler
@@ -20,8 +21,10 @@ from imgexp.data.splits import (
     SPLITS,
     Sample,
     check_classes_readable,
-    has_split_folders,
+    complete_layout_split,
+    find_split_layout,
     kfold_split,
+    log_layout,
     scan_class_folders,
     scan_split_folders,
     stratified_split,
@@ -75,7 +78,7 @@ class ImageDataModule(L.LightningDataModule):
                  cache: str | None = None, sampler: str | None = None,
                  samples_per_class: int = 4, min_per_class: int = 0,
                  augmentation=None, pin_memory: bool = False, persistent_workers: bool = True,
-                 kfold: int | None = None, fold: int = 0):
+                 kfold: int | None = None, fold: int = 0, class_map=None):
         super().__init__()
         if cache not in (None, "none", "ram"):
             raise ImgexpError(f"data.cache={cache!r} is not an option: use ram or none")
@@ -92,6 +95,7 @@ class ImageDataModule(L.LightningDataModule):
         self.samples_per_class, self.min_per_class = samples_per_class, min_per_class
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.kfold, self.fold = kfold, fold
+        self.class_map = class_map
         self.classes: list[str] = []
         self.samples: list[Sample] = []
         self.datasets: dict[str, ImageDataset] = {}
@@ -111,16 +115,23 @@ class ImageDataModule(L.LightningDataModule):
         if self.manifest:
             root, classes, samples = read_manifest(self.manifest, self.root)
             self.root = str(root)
+            if self.class_map:
+                label_of = map_labels(classes, self.class_map, "data.class_map")
+                samples = [Sample(s.path, label_of.get(s.label, s.label), s.split)
+                           for s in samples]
+                classes = list(dict.fromkeys(label_of[c] for c in classes))
         else:
             if self.root is None:
                 raise ImgexpError("data.root is not set: data.root=/path/to/images "
                                   "(one sub-folder per class) or data=manifest data.manifest=...")
-            if has_split_folders(self.root):
-                log.info("%s has train/val/test folders: using that split as it is", self.root)
-                samples = scan_split_folders(self.root)
+            layout = find_split_layout(self.root)
+            if layout:
+                log_layout(self.root, layout)
+                samples = self._relabel(scan_split_folders(self.root, layout))
+                samples = complete_layout_split(samples, layout, self.ratios, self.split_seed)
             else:
-                samples = stratified_split(scan_class_folders(self.root), self.ratios,
-                                           self.split_seed)
+                samples = stratified_split(self._relabel(scan_class_folders(self.root)),
+                                           self.ratios, self.split_seed)
             classes = sorted({s.label for s in samples})
         if self.kfold:
             samples = kfold_split(samples, self.kfold, self.fold, self.split_seed)
@@ -131,6 +142,14 @@ class ImageDataModule(L.LightningDataModule):
             raise ImgexpError(f"labels {unknown} are not in the class list {classes}")
         if not any(s.split == "train" for s in samples):
             raise ImgexpError(f"no training images found under {self.root}")
+
+    def _relabel(self, samples: list[Sample]) -> list[Sample]:
+        """data.class_map applied to the class folders, before the split is drawn."""
+        if not self.class_map:
+            return samples
+        label_of = map_labels(sorted({s.label for s in samples}), self.class_map,
+                              "data.class_map")
+        return [Sample(s.path, label_of[s.label], s.split) for s in samples]
 
     def setup(self, stage: str | None = None) -> None:
         self.resolve()

@@ -79,21 +79,102 @@ def check_classes_readable(root: str | Path, samples: list[Sample]) -> None:
                               "(imgexp-prepare lists the reasons)")
 
 
-def has_split_folders(root: str | Path) -> bool:
+# folder name (lower case) -> split; CIFAR, Kaggle sets and split-folders use all of these
+SPLIT_FOLDER_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val",
+                      "test": "test"}
+
+
+@dataclass(frozen=True)
+class SplitLayout:
+    """root/<split>/<class>/... : the split folders found (split -> folder name on disk)."""
+    folders: dict[str, str]
+    ignored: tuple[str, ...] = ()   # other top-level folders, not read
+
+    def describe(self) -> str:
+        """The one line that says how the split is made."""
+        found = " ".join(f"{self.folders[s]}/" for s in SPLITS if s in self.folders)
+        train = self.folders["train"]
+        if "val" not in self.folders and "test" not in self.folders:
+            return f"{found}: val and test drawn from {train}/ (stratified, data.ratios)"
+        if "val" not in self.folders:
+            return (f"{found}: val drawn from {train}/ (stratified, data.ratios), test = "
+                    f"{self.folders['test']}/")
+        if "test" not in self.folders:
+            return f"{found}: NO TEST SPLIT - no test metrics, the val metrics are the ones to read"
+        return f"{found}: taken as they are"
+
+
+def find_split_layout(root: str | Path) -> SplitLayout | None:
+    """The split folders of root (case-insensitive), or None for plain class folders.
+
+    train/ with val/ and/or test/ (other folders beside them are ignored), or train/ alone;
+    any other mixture of split-named and other folders is ambiguous and refused.
+    """
     root = Path(root)
-    return all((root / s).is_dir() for s in ("train", "val")) and root.is_dir()
+    if not root.is_dir():
+        return None
+    folders: dict[str, str] = {}
+    others = []
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        split = SPLIT_FOLDER_NAMES.get(d.name.lower())
+        if split is None:
+            others.append(d.name)
+        elif split in folders:
+            raise ImgexpError(f"{root} has two {split} folders, {folders[split]}/ and "
+                              f"{d.name}/: merge them or move one out")
+        else:
+            folders[split] = d.name
+    if not folders:
+        return None
+    named = ", ".join(f"{folders[s]}/" for s in SPLITS if s in folders)
+    if "train" not in folders:
+        raise ImgexpError(f"{root} has {named} but no train/ folder: add train/<class>/... "
+                          "(or put the classes directly under the root, without split folders)")
+    if len(folders) == 1 and others:
+        raise ImgexpError(f"{root} mixes a {named} folder with other folders {others}: move "
+                          f"the classes into {named} (or rename the class folder "
+                          f"{folders['train']}/ if it is a class)")
+    return SplitLayout(folders, tuple(others))
 
 
-def scan_split_folders(root: str | Path) -> list[Sample]:
-    """The split-folders layout: root/{train,val,test}/<class>/<image>."""
+def has_split_folders(root: str | Path) -> bool:
+    return find_split_layout(root) is not None
+
+
+def scan_split_folders(root: str | Path, layout: SplitLayout) -> list[Sample]:
+    """The split-folders layout: root/<split>/<class>/<image>, split from its folder."""
     root = Path(root)
     samples = []
     for split in SPLITS:
-        if not (root / split).is_dir():
-            continue
-        for s in scan_class_folders(root / split):
-            samples.append(Sample(f"{split}/{s.path}", s.label, split))
+        if split in layout.folders:
+            folder = layout.folders[split]
+            samples += [Sample(f"{folder}/{s.path}", s.label, split)
+                        for s in scan_class_folders(root / folder)]
     return samples
+
+
+def complete_layout_split(samples: list[Sample], layout: SplitLayout, ratios, seed: int
+                          ) -> list[Sample]:
+    """Draw the splits the folders lack from train/: val (share val / (train + val) of
+    `ratios`) when there is no val/; val and test when train/ is alone. Stratified, seeded."""
+    if "val" in layout.folders:
+        return samples
+    _check_ratios(ratios)
+    train, val, test = ratios
+    pool = [s for s in samples if s.split == "train"]
+    kept = [s for s in samples if s.split != "train"]
+    drawn = stratified_split(pool, (train, val, test if "test" not in layout.folders else 0),
+                             seed)
+    return sorted(drawn + kept, key=lambda s: (s.label, s.path))
+
+
+def log_layout(root: str | Path, layout: SplitLayout) -> None:
+    log.info("%s has split folders %s", root, layout.describe())
+    if layout.ignored:
+        log.warning("%s: folder(s) %s beside the split folders are not read", root,
+                    list(layout.ignored))
 
 
 def split_counts(n: int, ratios: tuple[float, ...]) -> list[int]:
@@ -118,12 +199,16 @@ def split_counts(n: int, ratios: tuple[float, ...]) -> list[int]:
     return counts.tolist()
 
 
-def stratified_split(samples: list[Sample], ratios=(0.7, 0.15, 0.15), seed: int = 0,
-                     ) -> list[Sample]:
-    """Assign each sample a split, class by class; deterministic for a given seed and input."""
+def _check_ratios(ratios) -> None:
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
         raise ImgexpError(f"split ratios must be three non-negative numbers (train, val, test), "
                           f"got {list(ratios)}")
+
+
+def stratified_split(samples: list[Sample], ratios=(0.7, 0.15, 0.15), seed: int = 0,
+                     ) -> list[Sample]:
+    """Assign each sample a split, class by class; deterministic for a given seed and input."""
+    _check_ratios(ratios)
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[Sample]] = {}
     for s in sorted(samples, key=lambda s: (s.label, s.path)):
