@@ -102,6 +102,10 @@ def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig) -> dict:
     trained = {label for _, label, split, *_ in rows if split == "train"}
     warnings += [f"class '{c}' has no training image (its split folders lack train/{c}/)"
                  for c in classes if c not in trained]
+    if layout is not None and "test" not in layout.folders and "val" in layout.folders:
+        warnings.append(f"no test split ({layout.describe().split(':')[0]}): training on this "
+                        "manifest reports val metrics only; add a test/ folder or redraw "
+                        "with prepare.keep_existing_split=false")
     conflicts = [d for d in duplicates if label_of[d.path] != label_of[d.kept]]
     if conflicts:
         warnings.append(f"{len(conflicts)} duplicate(s) carry a different label than their kept "
