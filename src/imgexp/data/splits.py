@@ -139,10 +139,6 @@ def find_split_layout(root: str | Path) -> SplitLayout | None:
     return SplitLayout(folders, tuple(others))
 
 
-def has_split_folders(root: str | Path) -> bool:
-    return find_split_layout(root) is not None
-
-
 def scan_split_folders(root: str | Path, layout: SplitLayout) -> list[Sample]:
     """The split-folders layout: root/<split>/<class>/<image>, split from its folder."""
     root = Path(root)
