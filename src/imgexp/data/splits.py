@@ -95,9 +95,9 @@ class SplitLayout:
         found = " ".join(f"{self.folders[s]}/" for s in SPLITS if s in self.folders)
         train = self.folders["train"]
         if "val" not in self.folders and "test" not in self.folders:
-            return f"{found}: val and test drawn from {train}/ (stratified, data.ratios)"
+            return f"{found}: val and test drawn from {train}/ (stratified, seeded, by the split ratios)"
         if "val" not in self.folders:
-            return (f"{found}: val drawn from {train}/ (stratified, data.ratios), test = "
+            return (f"{found}: val drawn from {train}/ (stratified, seeded, by the split ratios), test = "
                     f"{self.folders['test']}/")
         if "test" not in self.folders:
             return f"{found}: NO TEST SPLIT - no test metrics, the val metrics are the ones to read"
