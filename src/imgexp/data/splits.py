@@ -93,12 +93,11 @@ class SplitLayout:
     def describe(self) -> str:
         """The one line that says how the split is made."""
         found = " ".join(f"{self.folders[s]}/" for s in SPLITS if s in self.folders)
-        train = self.folders["train"]
+        drawn = f"drawn from {self.folders['train']}/ (stratified, seeded, by the split ratios)"
         if "val" not in self.folders and "test" not in self.folders:
-            return f"{found}: val and test drawn from {train}/ (stratified, seeded, by the split ratios)"
+            return f"{found}: val and test {drawn}"
         if "val" not in self.folders:
-            return (f"{found}: val drawn from {train}/ (stratified, seeded, by the split ratios), test = "
-                    f"{self.folders['test']}/")
+            return f"{found}: val {drawn}, test = {self.folders['test']}/"
         if "test" not in self.folders:
             return f"{found}: NO TEST SPLIT - no test metrics, the val metrics are the ones to read"
         return f"{found}: taken as they are"
