@@ -73,7 +73,7 @@ def test_resume_from_last_checkpoint_continues_the_run(tmp_path, data_dir):
         pytest.approx(max(val_acc))
 
 
-def test_best_score_is_restored_from_the_checkpoint(tmp_path, data_dir, digits_ckpt):
+def test_best_score_is_restored_from_the_checkpoint(digits_ckpt):
     model = load_model(digits_ckpt)
     model.on_load_checkpoint({"imgexp": {"best": {"val/acc_best": 0.75}}})
     model.val_acc_best.update(torch.tensor(0.5))

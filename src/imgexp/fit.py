@@ -82,14 +82,13 @@ def collect_metrics(trainer: L.Trainer, module) -> dict:
 def fit_and_test(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
-    if cfg.get("ckpt_path"):
-        _continue_in_checkpoint_run(cfg)
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
     datamodule = build_datamodule(cfg)
     datamodule.resolve()
     resume = _resume_meta(cfg, datamodule.classes)
+    if resume:
+        _continue_in_checkpoint_run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     datamodule.split_table().to_csv(run_dir / "data_split.csv", index=False)
     model = build_model(cfg, datamodule.classes, datamodule.train_labels())
 
