@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from imgexp.data.samplers import BalancedSampler, ShuffleSampler
+
 TESTS = Path(__file__).parent
 COMMON = ["data.image_size=16", "model.backbone.channels=[8,16]", "model.backbone.dense_units=32",
           "model.backbone.dropout=0", "augmentation=none", "trainer.max_epochs=3",
@@ -99,3 +101,18 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path, data_dir,
         assert end["imgexp"]["wandb_run_id"] == killed_ckpt["imgexp"]["wandb_run_id"]
         assert len(list((run / "wandb").glob(
             f"offline-run-*-{killed_ckpt['imgexp']['wandb_run_id']}"))) == 2
+
+
+@pytest.mark.parametrize("make", [lambda: ShuffleSampler(range(50), seed=3),
+                                  lambda: BalancedSampler([0] * 40 + [1] * 10, seed=3)],
+                         ids=["shuffle", "balanced"])
+def test_train_batches_depend_on_seed_and_epoch_not_on_the_global_rng(make):
+    """What makes a resumed run draw the batches an uninterrupted one would."""
+    orders = {}
+    for epoch, global_seed in [(0, 1), (1, 2), (0, 3), (1, 4)]:
+        torch.manual_seed(global_seed)
+        sampler = make()
+        sampler.set_epoch(epoch)
+        orders.setdefault(epoch, []).append(list(sampler))
+    assert orders[0][0] == orders[0][1] and orders[1][0] == orders[1][1]
+    assert orders[0][0] != orders[1][0]
