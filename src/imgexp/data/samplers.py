@@ -34,7 +34,8 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
 
 
 class ShuffleSampler(RandomSampler):
