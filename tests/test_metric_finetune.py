@@ -2,6 +2,7 @@
 step, frozen weights (and BatchNorm statistics) bit-identical, resume from last.ckpt."""
 
 import copy
+import csv
 
 import lightning as L
 import pytest
@@ -11,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.optim.lr_scheduler import OneCycleLR
 
 from conftest import train_config
-from imgexp.callbacks.build import instantiate_callbacks
+from imgexp.callbacks.build import instantiate_callbacks, instantiate_loggers
 from imgexp.callbacks.finetune import ProgressiveUnfreezing
 from imgexp.errors import ImgexpError
 from imgexp.fit import build_datamodule
@@ -62,10 +63,14 @@ class LrOnlyFreezing(ProgressiveUnfreezing):
         self.keep_requires_grad = True
 
 
-def fit(tmp_path, data_dir, overrides=(), extra=(), ckpt_path=None, callback_cls=None):
+def fit(tmp_path, data_dir, overrides=(), extra=(), ckpt_path=None, callback_cls=None,
+        lr_interval=None):
+    """lr_interval: keep the LearningRateMonitor at that interval, logging to csv/."""
+    monitor = ([f"callbacks.lr_monitor.logging_interval={lr_interval}",
+                "trainer.log_every_n_steps=1"] if lr_interval else ["~callbacks.lr_monitor"])
     cfg = train_config([
         "data.image_size=8", "model.backbone.channels=[8,16]", "model.backbone.dropout=0",
-        "data.batch_size=16", "callbacks=finetune", "~callbacks.lr_monitor",
+        "data.batch_size=16", "callbacks=finetune", *monitor,
         "callbacks.progressive_unfreezing.unfreeze_at=[1,3]",
         f"trainer.max_epochs={EPOCHS}", f"+trainer.limit_train_batches={BATCHES}",
         "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", *overrides],
@@ -77,7 +82,8 @@ def fit(tmp_path, data_dir, overrides=(), extra=(), ckpt_path=None, callback_cls
     if callback_cls is not None:
         callbacks = [callback_cls(c.unfreeze_at, c.lr_decay)
                      if isinstance(c, ProgressiveUnfreezing) else c for c in callbacks]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, *extra], logger=False)
+    logger = instantiate_loggers(cfg.logger) if lr_interval else False
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*callbacks, *extra], logger=logger)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return model, trainer
 
@@ -164,6 +170,24 @@ def test_resume_mid_schedule_restores_groups_and_lrs(adamw_run, tmp_path, data_d
         assert got["trainable"] == want["trainable"]
         assert got["lr"] == pytest.approx(want["lr"], rel=1e-9)
     assert len(trainer.optimizers[0].param_groups) == 4
+
+
+@pytest.mark.parametrize("interval", ["step", "epoch"])
+def test_logged_lrs_are_the_ones_the_optimizer_uses(tmp_path, data_dir, interval):
+    """csv (and W&B: the same LearningRateMonitor feeds every logger) shows 0 for frozen groups."""
+    rec = Recorder()
+    fit(tmp_path, data_dir, ["optimizer=adamw"], [rec], lr_interval=interval)
+    used = {s["step"]: s["lr"] for s in rec.steps}
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    logged = [(int(row["step"]), {key.split("/", 1)[1]: float(value) for key, value in row.items()
+                                  if key.startswith("lr-") and value}) for row in rows]
+    logged = [(step, lrs) for step, lrs in logged if lrs]
+    assert len(logged) == (EPOCHS * BATCHES if interval == "step" else EPOCHS)
+    frozen_seen = 0
+    for step, lrs in logged:
+        assert lrs == pytest.approx(used[step], rel=1e-6, abs=0), (interval, step)
+        frozen_seen += sum(lr == 0 for lr in lrs.values())
+    assert frozen_seen  # the run has frozen stages, logged at 0
 
 
 def test_bad_schedules_are_clear(tmp_path, data_dir):

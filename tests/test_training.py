@@ -1,19 +1,24 @@
 """Training behaviour: the default experiment's bar, determinism, resume, trainer switches,
 and the bad inputs of the foundation issue."""
 
+import csv
 import json
 import subprocess
 import sys
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import train_config
+from conftest import compose_config, train_config
+from imgexp.callbacks.ema import EMA
 from imgexp.errors import ImgexpError
-from imgexp.fit import fit_and_test
-from imgexp.models.factory import read_checkpoint
+from imgexp.evaluation.eval_run import evaluate_checkpoint
+from imgexp.fit import build_datamodule, fit_and_test
+from imgexp.models import build_model
+from imgexp.models.factory import load_model, read_checkpoint
 
 TINY = ["data.image_size=16", "model.backbone.channels=[8,16]", "model.backbone.dense_units=32"]
 VOLATILE = {"best_model_path", "lr-Adam"}
@@ -42,39 +47,107 @@ def test_two_deterministic_runs_give_identical_metrics(tmp_path, data_dir):
 
 
 def test_resume_from_last_checkpoint_continues_the_run(tmp_path, data_dir):
-    _run(tmp_path / "first", data_dir, ["trainer.max_epochs=2", "callbacks.ema.enabled=true"])
-    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    """Resumed from RUN/checkpoints/last.ckpt (launched from another folder), the run continues
+    in RUN: the OneCycle position, the best score, best.ckpt and the earlier CSV rows."""
+    first = _run(tmp_path / "run", data_dir, ["trainer.max_epochs=2", "callbacks.ema.enabled=true"])
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     saved = read_checkpoint(last)
     assert saved["epoch"] == 1 and saved["lr_schedulers"][0]["last_epoch"] > 0
-    metrics = _run(tmp_path / "second", data_dir, ["trainer.max_epochs=3",
-                                                   "callbacks.ema.enabled=true",
-                                                   f"ckpt_path={last}"])
+    assert saved["imgexp"]["best"]["val/acc_best"] == pytest.approx(first["val/acc_best"])
+    rows_before = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()
+    cfg = train_config([*TINY, "trainer.max_epochs=3", "callbacks.ema.enabled=true",
+                        f"ckpt_path={last}"], tmp_path / "launch", data_dir)
+    metrics = fit_and_test(cfg)
     assert metrics["epochs"] == 3
-    resumed = read_checkpoint(tmp_path / "second" / "checkpoints" / "last.ckpt")
+    assert metrics["best_model_path"] == str(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    resumed = read_checkpoint(last)
     assert resumed["global_step"] == saved["global_step"] * 3 // 2
     # the OneCycle schedule continued: 3 epochs' steps in total, not restarted
     assert resumed["lr_schedulers"][0]["last_epoch"] == resumed["global_step"]
-    logged = (tmp_path / "second" / "csv" / "metrics.csv").read_text().splitlines()
-    assert len(logged) > 1
+    with (tmp_path / "run" / "csv" / "metrics.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    val_acc = [float(r["val/acc"]) for r in rows if r.get("val/acc")]
+    assert len(val_acc) == 3 and len(rows) > len(rows_before) - 1  # epochs 0-1 kept
+    assert metrics["val/acc_best"] == pytest.approx(max(val_acc))
+    assert float([r for r in rows if r.get("val/acc_best")][-1]["val/acc_best"]) == \
+        pytest.approx(max(val_acc))
+
+
+def test_best_score_is_restored_from_the_checkpoint(digits_ckpt):
+    model = load_model(digits_ckpt)
+    model.on_load_checkpoint({"imgexp": {"best": {"val/acc_best": 0.75}}})
+    model.val_acc_best.update(torch.tensor(0.5))
+    assert float(model.val_acc_best.compute()) == 0.75
 
 
 def test_resume_continues_the_same_wandb_run(tmp_path, data_dir):
-    _run(tmp_path / "first", data_dir, ["trainer.max_epochs=1", "logger=wandb"])
-    first_id = read_checkpoint(tmp_path / "first/checkpoints/last.ckpt")["imgexp"]["wandb_run_id"]
+    _run(tmp_path / "run", data_dir, ["trainer.max_epochs=1", "logger=wandb"])
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    first_id = read_checkpoint(last)["imgexp"]["wandb_run_id"]
     assert first_id
-    _run(tmp_path / "second", data_dir, ["trainer.max_epochs=2", "logger=wandb",
-                                         f"ckpt_path={tmp_path / 'first/checkpoints/last.ckpt'}"])
-    second = read_checkpoint(tmp_path / "second/checkpoints/last.ckpt")["imgexp"]
-    assert second["wandb_run_id"] == first_id
-    assert list((tmp_path / "second" / "wandb").glob(f"offline-run-*-{first_id}"))
+    _run(tmp_path / "launch", data_dir, ["trainer.max_epochs=2", "logger=wandb",
+                                         f"ckpt_path={last}"])
+    second = read_checkpoint(last)
+    assert second["epoch"] == 1 and second["imgexp"]["wandb_run_id"] == first_id
+    assert len(list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{first_id}"))) == 2
 
 
-def test_ema_weights_are_what_gets_checkpointed(tmp_path, data_dir):
-    _run(tmp_path, data_dir, ["trainer.max_epochs=1", "callbacks.ema.enabled=true",
-                              "callbacks.ema.decay=0.5"])
-    ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
-    ema_state = next(v for k, v in ckpt["callbacks"].items() if "EMA" in k)
-    assert ema_state  # the averaged model travels with the checkpoint for resume
+def _eval(ckpt, out_dir) -> dict:
+    cfg = compose_config("eval", [f"ckpt_path={ckpt}", "log_to_run=false"], out_dir)
+    return evaluate_checkpoint(cfg)
+
+
+@pytest.mark.parametrize("overrides", [[], ["experiment=digits_triplet", *TINY,
+                                            "callbacks.progressive_unfreezing.unfreeze_at=[0]"]],
+                         ids=["softmax", "embedding"])
+def test_ema_weights_are_what_validation_test_and_eval_use(tmp_path, data_dir, overrides):
+    """val, the test after fitting, best.ckpt and imgexp-eval all use the averaged weights."""
+    metrics = _run(tmp_path / "run", data_dir, [
+        *overrides, "trainer.max_epochs=2", "+trainer.limit_train_batches=6",
+        "callbacks.ema.enabled=true", "callbacks.ema.decay=0.9"])
+    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    weights = [k for k in raw if k.startswith("backbone.") and raw[k].is_floating_point()]
+    assert any(not torch.equal(averaged[k], raw[k]) for k in weights)
+    evaluated = _eval(tmp_path / "run" / "checkpoints" / "best.ckpt", tmp_path / "eval")
+    key = "test/knn_acc" if overrides else "test/loss"
+    assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    if key in evaluated:
+        assert evaluated[key] == pytest.approx(metrics[key], rel=1e-5)
+    if not overrides:  # a model rebuilt from best.ckpt gives the logged test loss
+        model = load_model(tmp_path / "run" / "checkpoints" / "best.ckpt")
+        assert torch.equal(model.state_dict()["backbone.features.0.weight"],
+                           averaged["backbone.features.0.weight"])
+
+
+def test_ema_warmup_follows_the_trained_weights_in_a_short_run(tmp_path, data_dir):
+    """decay 0.999 over 8 steps: without warm-up the average stays near the initial weights,
+    with it (timm's ramp) it is near the trained ones."""
+    ema = EMA(decay=0.999)
+    assert ema.decay_at(0) == 0 and ema.decay_at(7) < 0.8 and ema.decay_at(10**6) == 0.999
+    assert EMA(decay=0.999, warmup=False).decay_at(0) == 0.999
+
+    def distances(warmup: bool) -> tuple[float, float]:
+        cfg = train_config([*TINY, "trainer.max_epochs=1", "+trainer.limit_train_batches=8",
+                            "callbacks.ema.enabled=true", "callbacks.ema.decay=0.999",
+                            f"callbacks.ema.warmup={warmup}", "optimizer.lr=0.01",
+                            "scheduler=none", "test=false"], tmp_path / str(warmup), data_dir)
+        L.seed_everything(cfg.seed)  # the initial weights fit_and_test will start from
+        datamodule = build_datamodule(cfg)
+        datamodule.resolve()
+        init = build_model(cfg, datamodule.classes, datamodule.train_labels()).state_dict()
+        fit_and_test(cfg)
+        ckpt = read_checkpoint(tmp_path / str(warmup) / "checkpoints" / "last.ckpt")
+        averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+        keys = [k for k in raw if k.startswith("backbone.") and k.endswith("weight")]
+        dist = lambda a, b: sum(float((a[k] - b[k]).norm()) for k in keys)  # noqa: E731
+        assert dist(raw, init) > 0
+        return dist(averaged, raw), dist(averaged, init)
+
+    to_raw, to_init = distances(warmup=True)
+    assert to_raw < to_init
+    to_raw, to_init = distances(warmup=False)
+    assert to_init < to_raw
 
 
 @pytest.mark.parametrize("overrides", [

@@ -1,13 +1,14 @@
 """The training run: data -> model -> Trainer.fit -> test on the best checkpoint -> run files."""
 
+import csv
 import logging
 import time
 from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from omegaconf import DictConfig, open_dict
 
 from imgexp.atomic import write_json_atomic
 from imgexp.callbacks.build import instantiate_callbacks, instantiate_loggers
@@ -30,12 +31,43 @@ def build_datamodule(cfg: DictConfig) -> ImageDataModule:
 def _resume_meta(cfg: DictConfig, classes: list[str]) -> dict:
     if not cfg.get("ckpt_path"):
         return {}
-    meta = read_checkpoint(cfg.ckpt_path)["imgexp"]
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    meta = {**ckpt["imgexp"], "global_step": ckpt["global_step"]}
     if meta["class_names"] != classes:
         raise ImgexpError(f"checkpoint {cfg.ckpt_path} was trained on classes "
                           f"{meta['class_names']} but the data has {classes}: point data.root "
                           "at the same dataset or drop ckpt_path")
     return meta
+
+
+def _continue_in_checkpoint_run(cfg: DictConfig) -> None:
+    """Resuming from RUN/checkpoints/*.ckpt writes into RUN again: best.ckpt, its score and
+    the CSV rows continue there (Hydra's own new folder keeps only that launch's config/log)."""
+    ckpt = Path(cfg.ckpt_path)
+    if ckpt.parent.name != "checkpoints":
+        return
+    run_dir = ckpt.resolve().parent.parent
+    if run_dir != Path(cfg.paths.output_dir).resolve():
+        log.info("Resuming %s: continuing in its run directory %s", ckpt, run_dir)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(run_dir)
+
+
+def _keep_csv_rows(loggers: list[Logger], global_step: int) -> None:
+    """CSVLogger deletes metrics.csv when it opens an existing folder: keep the rows logged
+    before the checkpoint (the resumed run logs the later ones again)."""
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"
+        rows = list(csv.DictReader(path.open(newline=""))) if path.is_file() else []
+        writer = logger.experiment  # deletes the file
+        writer.metrics = [{k: float(v) for k, v in row.items() if v != ""}
+                          for row in rows if int(float(row["step"])) < global_step]
+        for row in writer.metrics:
+            row["step"] = int(row["step"])
+            if "epoch" in row:
+                row["epoch"] = int(row["epoch"])
 
 
 def collect_metrics(trainer: L.Trainer, module) -> dict:
@@ -50,12 +82,13 @@ def collect_metrics(trainer: L.Trainer, module) -> dict:
 def fit_and_test(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
-    run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
     datamodule = build_datamodule(cfg)
     datamodule.resolve()
     resume = _resume_meta(cfg, datamodule.classes)
+    if resume:
+        _continue_in_checkpoint_run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     datamodule.split_table().to_csv(run_dir / "data_split.csv", index=False)
     model = build_model(cfg, datamodule.classes, datamodule.train_labels())
 
@@ -63,6 +96,8 @@ def fit_and_test(cfg: DictConfig) -> dict:
     if resume.get("wandb_run_id"):
         wandb_kwargs.update(id=resume["wandb_run_id"], resume="allow")
     loggers = instantiate_loggers(cfg.get("logger"), **wandb_kwargs)
+    if resume:
+        _keep_csv_rows(loggers, resume["global_step"])
     pruning = trial_pruning(cfg)  # None unless the run is an Optuna trial
     callbacks = instantiate_callbacks(cfg.get("callbacks")) + ([pruning] if pruning else [])
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

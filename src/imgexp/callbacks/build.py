@@ -1,7 +1,7 @@
 """Instantiate the callbacks/ and logger/ config groups (named entries, each a _target_)."""
 
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
@@ -17,7 +17,14 @@ def _enabled_entries(cfg: DictConfig | None):
 
 
 def instantiate_callbacks(cfg: DictConfig | None) -> list[Callback]:
-    return [instantiate(entry) for entry in _enabled_entries(cfg)]
+    """The enabled callbacks; LearningRateMonitor last (Lightning moves checkpoints after it).
+
+    Lightning calls callbacks in list order and the monitor reads the LRs in the same hooks
+    (train epoch / batch start) where others set them (progressive unfreezing holds frozen
+    groups at 0): read last, it logs the LRs the optimizer then uses.
+    """
+    callbacks = [instantiate(entry) for entry in _enabled_entries(cfg)]
+    return sorted(callbacks, key=lambda c: isinstance(c, LearningRateMonitor))
 
 
 def instantiate_loggers(cfg: DictConfig | None, **wandb_kwargs) -> list[Logger]:

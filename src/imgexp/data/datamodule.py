@@ -11,12 +11,17 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
-from torch.utils.data import DataLoader, WeightedRandomSampler, get_worker_info
+from torch.utils.data import DataLoader, get_worker_info
 
 from imgexp.data.class_map import map_labels
 from imgexp.data.dataset import ImageDataset, SharedImageCache, collate_skipping
 from imgexp.data.digits import ensure_digits
-from imgexp.data.samplers import OversamplingSampler, PKBatchSampler
+from imgexp.data.samplers import (
+    BalancedSampler,
+    OversamplingSampler,
+    PKBatchSampler,
+    ShuffleSampler,
+)
 from imgexp.data.splits import (
     SPLITS,
     Sample,
@@ -205,18 +210,17 @@ class ImageDataModule(L.LightningDataModule):
                           **common)
 
     def train_sampler(self):
-        """The train split's sampler (or batch sampler for pk), seeded by split_seed."""
+        """The train split's sampler (or batch sampler for pk), seeded by split_seed and the
+        epoch, so a resumed run draws the batches an uninterrupted one would."""
         labels = self.train_labels()
         if self.sampler == "pk":
             return PKBatchSampler(labels, self.batch_size, self.samples_per_class,
                                   self.min_per_class, seed=self.split_seed)
         if self.min_per_class:
             return OversamplingSampler(labels, self.min_per_class, seed=self.split_seed)
-        if self.sampler != "balanced":
-            return None
-        counts = np.bincount(labels, minlength=self.num_classes)
-        weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
-        return WeightedRandomSampler(weights, num_samples=len(labels), replacement=True)
+        if self.sampler == "balanced":
+            return BalancedSampler(labels, seed=self.split_seed)
+        return ShuffleSampler(self.datasets["train"], seed=self.split_seed)
 
     def train_dataloader(self) -> DataLoader:
         sampler = self.train_sampler()

@@ -1,6 +1,7 @@
-"""Train samplers for metric learning: P x K batches and per-class oversampling.
+"""Train samplers: a shuffle and class-balanced draws for softmax training, P x K batches and
+per-class oversampling for metric learning.
 
-Both draw a fresh random order every epoch (seeded by seed + epoch, so runs repeat and a
+All draw a fresh random order every epoch (seeded by seed + epoch, so runs repeat and a
 resumed run continues the same sequence) and never touch the files: an image repeated in
 an epoch is decoded again and augmented on the fly.
 """
@@ -8,8 +9,9 @@ an epoch is decoded again and augmented on the fly.
 import logging
 
 import numpy as np
+import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import RandomSampler, Sampler, WeightedRandomSampler
 
 from imgexp.errors import ImgexpError
 
@@ -29,6 +31,37 @@ def _rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+class ShuffleSampler(RandomSampler):
+    """torch's shuffle drawn from (seed, epoch) instead of the global RNG, which a resumed run
+    does not restore. Lightning calls set_epoch before each epoch."""
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source, generator=epoch_generator(seed, 0))
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = epoch_generator(self.seed, epoch)
+
+
+class BalancedSampler(WeightedRandomSampler):
+    """Classes drawn equally often (with replacement), from (seed, epoch) like ShuffleSampler."""
+
+    def __init__(self, labels, seed: int = 0):
+        labels = np.asarray(labels)
+        weights = torch.as_tensor(1.0 / np.bincount(labels)[labels], dtype=torch.double)
+        super().__init__(weights, num_samples=len(labels), replacement=True,
+                         generator=epoch_generator(seed, 0))
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = epoch_generator(self.seed, epoch)
 
 
 class OversamplingSampler(Sampler[int]):

@@ -62,6 +62,9 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
             self.val_p1_best = MaxMetric()
             self.epoch_stats = EpochStats()
             self.outputs: dict[str, list] = {"val": [], "test": []}
+        # recomputed from the weights at every validation, never averaged (callbacks.ema)
+        self.recomputed_buffers = ("gallery_embeddings", "gallery_labels") if self.is_embedding \
+            else ()
 
     # -- inference ---------------------------------------------------------------------------
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -200,14 +203,28 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoint contract -----------------------------------------------------------------
+    def best_metrics(self) -> dict[str, MaxMetric]:
+        best = {"val/acc_best": self.val_acc_best}
+        if self.is_embedding:
+            best["val/precision_at_1_best"] = self.val_p1_best
+        return best
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the best values so far travel in the checkpoint (torchmetrics states are not in the
+        # state_dict), so a resumed run keeps its val/*_best instead of restarting it
+        best = {name: float(metric.max_value) for name, metric in self.best_metrics().items()
+                if metric.update_count}
         checkpoint["imgexp"] = {"class_names": self.class_names, "config": self.config,
                                 "wandb_run_id": self.wandb_run_id,
-                                "skipped": sorted(self.skipped)}
+                                "skipped": sorted(self.skipped), "best": best}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("imgexp", {})
         self.skipped.update(meta.get("skipped", ()))
+        best = self.best_metrics()
+        for name, value in meta.get("best", {}).items():
+            if name in best:
+                best[name].update(torch.tensor(value, device=self.device))
         # Lightning restores the scheduler after configure_optimizers; keep a handle to adapt it
         self._resumed_checkpoint = checkpoint
 
