@@ -45,13 +45,6 @@ def test_timm_backbones_give_pooled_features_with_gradients(name):
     assert net.group_matcher()  # stages exist for progressive unfreezing
 
 
-def test_timm_checkpoint_path_loads_local_weights(tmp_path):
-    source = timm.create_model("resnet18", num_classes=10)
-    torch.save(source.state_dict(), tmp_path / "weights.pth")
-    net = TimmBackbone("resnet18", checkpoint_path=str(tmp_path / "weights.pth"))
-    assert torch.equal(net.model.conv1.weight, source.conv1.weight)
-
-
 def test_pretrained_offline_error_says_what_to_do(monkeypatch):
     import huggingface_hub.constants
 
@@ -87,3 +80,94 @@ def test_class_weights_list_must_match_classes():
 def test_label_smoothing_changes_the_loss():
     logits, y = torch.tensor([[4.0, 0.0]]), torch.tensor([0])
     assert CrossEntropyLoss(label_smoothing=0.2)(logits, y) > CrossEntropyLoss()(logits, y)
+
+
+# -- model.backbone.checkpoint_path: the formats users have, or a one-line error -------------
+
+def _assert_same_weights(net: TimmBackbone, state_dict: dict) -> None:
+    loaded = net.model.state_dict()
+    assert [k for k in loaded if not torch.equal(loaded[k], state_dict[k])] == []
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda sd: sd,                                                        # timm / torchvision
+    lambda sd: {f"module.{k}": v for k, v in sd.items()},                 # DataParallel
+    lambda sd: {f"model.{k}": v for k, v in sd.items()},                  # a wrapper module
+    # an imgexp / Lightning checkpoint of a module holding the backbone (and a head)
+    lambda sd: {"state_dict": {**{f"backbone.model.{k}": v for k, v in sd.items()},
+                               "head.fc.weight": torch.zeros(3, 512)},
+                "imgexp": {"class_names": ["a", "b", "c"]}, "epoch": 3},
+], ids=["bare", "module.", "model.", "lightning"])
+def test_checkpoint_path_loads_every_weight_whatever_the_wrapping(tmp_path, wrap, caplog):
+    source = timm.create_model("resnet18", num_classes=0).state_dict()
+    torch.save(wrap(source), tmp_path / "weights.pth")
+    with caplog.at_level("INFO", logger="imgexp.models.backbones"):
+        net = TimmBackbone("resnet18", checkpoint_path=str(tmp_path / "weights.pth"))
+    _assert_same_weights(net, source)
+    weights = sum(not k.endswith("num_batches_tracked") for k in source)
+    assert f"loaded {weights}/{weights} resnet18 tensors" in caplog.text
+
+
+def test_checkpoint_path_loads_a_torchvision_resnet(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    source = torchvision.models.resnet50(weights=None).state_dict()
+    torch.save(source, tmp_path / "resnet50_tv.pth")
+    net = TimmBackbone("resnet50", checkpoint_path=str(tmp_path / "resnet50_tv.pth"))
+    _assert_same_weights(net, source)  # timm's resnet keeps torchvision's names
+
+
+def test_checkpoint_path_whose_keys_do_not_match_is_a_one_line_error(tmp_path):
+    # timm has no mapping from torchvision's efficientnet names (features.0.0.weight, ...)
+    torchvision = pytest.importorskip("torchvision")
+    torch.save(torchvision.models.efficientnet_b0(weights=None).state_dict(), tmp_path / "tv.pth")
+    with pytest.raises(ImgexpError) as err:
+        TimmBackbone("efficientnet_b0", checkpoint_path=str(tmp_path / "tv.pth"))
+    message = str(err.value)
+    assert "\n" not in message and "checkpoint_path=" in message
+    assert "only 0 of " in message and "missing conv_stem.weight" in message
+
+
+# -- pretrained=true offline: no download retries --------------------------------------------
+
+def test_pretrained_with_the_hub_unreachable_never_enters_the_download_retries(monkeypatch):
+    import httpx2
+    import huggingface_hub.constants
+    import huggingface_hub.file_download as hf_download
+
+    def unreachable(*_args, **_kwargs):
+        raise httpx2.ConnectError("Name or service not known")
+
+    offline_at_each_request = []
+    monkeypatch.setattr("huggingface_hub.utils.get_session",
+                        lambda: type("S", (), {"head": staticmethod(unreachable)})())
+    # the hub request that huggingface_hub retries with time-outs and back-off when the
+    # network is down; in offline mode it fails at once (the cache is looked up instead)
+    monkeypatch.setattr(hf_download, "get_hf_file_metadata", lambda *a, **k: (
+        offline_at_each_request.append(huggingface_hub.constants.is_offline_mode())
+        or unreachable()))
+    with pytest.raises(ImgexpError, match="offline.*checkpoint_path.*pretrained=false"):
+        TimmBackbone("resnet18", pretrained=True)
+    assert offline_at_each_request and all(offline_at_each_request)
+
+
+def test_pretrained_with_the_hub_unreachable_loads_from_the_local_cache(monkeypatch, tmp_path):
+    import httpx2
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    def unreachable(*_args, **_kwargs):
+        raise httpx2.ConnectError("Name or service not known")
+
+    monkeypatch.setattr("huggingface_hub.utils.get_session",
+                        lambda: type("S", (), {"head": staticmethod(unreachable)})())
+    # resnet18's default weights as a previous online run leaves them in the HF cache
+    repo = timm.models.get_pretrained_cfg("resnet18").hf_hub_id
+    snapshot = tmp_path / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    source = timm.create_model("resnet18").state_dict()
+    save_file({k: v.contiguous() for k, v in source.items()}, str(snapshot / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    net = TimmBackbone("resnet18", pretrained=True)
+    assert torch.equal(net.model.conv1.weight, source["conv1.weight"])
