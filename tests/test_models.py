@@ -171,3 +171,78 @@ def test_pretrained_with_the_hub_unreachable_loads_from_the_local_cache(monkeypa
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     net = TimmBackbone("resnet18", pretrained=True)
     assert torch.equal(net.model.conv1.weight, source["conv1.weight"])
+
+
+# -- the seeds' networks ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("experiment,layers,feature_shape,params", [
+    # seed 003 create_model(use_dropout=True), Keras at 128x128x3, padding 'same', one pool:
+    # conv 16: 3*3*3*16+16 = 448; conv 32: 3*3*16*32+32 = 4,640; conv 64: 3*3*32*64+64 = 18,496;
+    # flatten 64*64*64 = 262,144 -> dense 128: 262,144*128+128 = 33,554,560; total 33,578,144
+    ("tounum_cnn", ["Conv2d", "ReLU", "MaxPool2d", "Dropout", "Conv2d", "ReLU",
+                    "Conv2d", "ReLU", "Dropout"], (64, 64, 64), 33_578_144),
+    # seed 002 at 120x120x3, conv 5x5 + ReLU + max-pool x4, the first 'same', the rest 'valid':
+    # 120 -> pool 60 -> conv 56 -> 28 -> 24 -> 12 -> 8 -> 4; conv 16: 5*5*3*16+16 = 1,216;
+    # conv 32: 5*5*16*32+32 = 12,832; conv 64: 5*5*32*64+64 = 51,264;
+    # conv 128: 5*5*64*128+128 = 204,928; dense 128: 128*4*4*128+128 = 262,272; total 532,512
+    ("corel_cnn", ["Conv2d", "ReLU", "MaxPool2d"] * 4, (128, 4, 4), 532_512),
+])
+def test_seed_presets_are_the_seeds_keras_networks(tmp_path, experiment, layers, feature_shape,
+                                                   params):
+    from hydra.utils import instantiate
+
+    from conftest import compose_config
+
+    cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
+    net = instantiate(cfg.model.backbone)
+    size = cfg.data.image_size
+    assert [type(m).__name__ for m in net.features] == layers
+    assert net.features(torch.zeros(1, 3, size, size)).shape[1:] == feature_shape
+    assert sum(p.numel() for p in net.parameters()) == params
+    # the neck: flatten -> dense 128 -> ReLU -> dropout, then the head's dense(num_classes)
+    assert [type(m).__name__ for m in net.neck] == ["Flatten", "Linear", "ReLU", "Dropout"]
+
+
+def test_simple_cnn_per_block_settings_must_give_one_value_per_block():
+    with pytest.raises(ImgexpError, match="pool_after has 2 values for 3 conv blocks"):
+        SimpleCNN(channels=[8, 8, 8], pool_after=[True, False], image_size=16)
+    with pytest.raises(ImgexpError, match="padding='full'"):
+        SimpleCNN(channels=[8], padding="full", image_size=16)
+
+
+# -- mixup: the loss's class weights and label smoothing apply to mixed targets --------------
+
+def _mixup_loss(loss: CrossEntropyLoss) -> float:
+    from timm.data import Mixup
+
+    from imgexp.models.module import ImageClassifier
+
+    torch.manual_seed(0)
+    backbone = SimpleCNN(channels=[4], dense_units=8, image_size=8, dropout=0.0)
+    model = ImageClassifier(backbone, SoftmaxHead(in_features=8, num_classes=3), loss,
+                            class_names=["a", "b", "c"],
+                            mixup=Mixup(mixup_alpha=0.4, num_classes=3, label_smoothing=0.0))
+    batch = {"image": torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8),
+             "label": torch.tensor([0, 1, 2, 0])}
+    np.random.seed(0)  # timm draws the mixing ratio from numpy
+    return model.training_step(batch, 0).item()
+
+
+def test_mixup_loss_uses_label_smoothing_and_class_weights():
+    plain = _mixup_loss(CrossEntropyLoss())
+    assert _mixup_loss(CrossEntropyLoss()) == pytest.approx(plain, abs=1e-6)  # deterministic
+    assert abs(_mixup_loss(CrossEntropyLoss(label_smoothing=0.3)) - plain) > 1e-3
+    assert abs(_mixup_loss(CrossEntropyLoss(class_weights=[5.0, 1.0, 1.0], num_classes=3))
+               - plain) > 1e-3
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(label_smoothing=0.2),
+                                    dict(class_weights=[3.0, 1.0, 0.5], num_classes=3),
+                                    dict(class_weights=[3.0, 1.0, 0.5], num_classes=3,
+                                         label_smoothing=0.2)])
+def test_soft_targets_are_normalised_as_hard_labels_are(kwargs):
+    # one-hot soft targets must give nn.CrossEntropyLoss's (weighted-mean) value for the labels
+    logits, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    loss = CrossEntropyLoss(**kwargs)
+    one_hot = torch.nn.functional.one_hot(y, 3).float()
+    assert loss(logits, one_hot).item() == pytest.approx(loss(logits, y).item(), abs=1e-6)
