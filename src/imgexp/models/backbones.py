@@ -128,10 +128,12 @@ def _read_weights(path: str) -> dict[str, torch.Tensor]:
 def _load_result(found: list):
     """Record the key check of timm's pretrained load into `found`: timm loads non-strictly
     (num_classes=0 drops the classifier) and only logs missing keys, so a file whose keys
-    don't match would silently leave random weights."""
+    don't match would silently leave random weights. timm's own key lists (hundreds of names
+    in one log line) are held back: the caller reports the outcome in one line."""
     from timm.models import _builder
 
     original = _builder.load_pretrained
+    timm_log = logging.getLogger(_builder.__name__)
 
     def load_pretrained(model, *args, **kwargs):
         hook = model.register_load_state_dict_post_hook(lambda _m, keys: found.append(keys))
@@ -140,8 +142,13 @@ def _load_result(found: list):
         finally:
             hook.remove()
 
-    with mock.patch.object(_builder, "load_pretrained", load_pretrained):
-        yield
+    level = timm_log.level
+    timm_log.setLevel(logging.ERROR)
+    try:
+        with mock.patch.object(_builder, "load_pretrained", load_pretrained):
+            yield
+    finally:
+        timm_log.setLevel(level)
 
 
 def _hub_unreachable(timeout: float = 3.0) -> bool:
