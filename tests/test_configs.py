@@ -28,6 +28,8 @@ NEEDS = {
     ("model/backbone", "timm"): ["model.backbone.name=resnet18"],
     ("model/backbone", "resnet50"): ["data.image_size=32"],
     ("model/backbone", "efficientnet_b0"): ["data.image_size=32"],
+    # the seed's 'valid' 5x5 convs need at least 72 px
+    ("model/backbone", "simple_cnn_corel"): ["data.image_size=72"],
     # an embedding head and a triplet loss only make sense together
     ("model/head", "embedding"): ["model/loss=hard_triplet"],
     **{("model/loss", loss): ["model/head=embedding"]

@@ -314,3 +314,30 @@ def test_data_overrides_keep_the_checkpoint_image_size():
     other = data_config(trained, OmegaConf.create({"root": "/mine", "image_size": 224,
                                                    "manifest": None}))
     assert other["root"] == "/mine" and other["builtin"] is None and other["image_size"] == 16
+
+
+def _resnet18_classifier():
+    from imgexp.models.backbones import TimmBackbone
+    from imgexp.models.heads import SoftmaxHead
+    from imgexp.models.losses import CrossEntropyLoss
+    from imgexp.models.module import ImageClassifier
+
+    backbone = TimmBackbone("resnet18", pretrained=False)
+    return ImageClassifier(backbone, SoftmaxHead(in_features=backbone.num_features,
+                                                 num_classes=2),
+                           CrossEntropyLoss(), class_names=["a", "b"]).eval()
+
+
+def test_grad_cam_picks_the_deepest_layer_larger_than_1x1(caplog):
+    from imgexp.explain.activations import grad_cam_layer, map_sizes
+
+    model = _resnet18_classifier()
+    # at 32 px resnet18's last stage (layer4, the deepest block) is 1x1: a flat heat map
+    layer = grad_cam_layer(model, None, (32, 32))
+    assert layer == "backbone.model.layer3"
+    assert map_sizes(model, [layer], (32, 32))[layer] == (2, 2)
+    assert grad_cam_layer(model, None, (224, 224)) == "backbone.model.layer4"
+    # a 1x1 layer the user asks for is used, with a warning saying what to do
+    with caplog.at_level("WARNING", logger="imgexp.explain.activations"):
+        assert grad_cam_layer(model, "backbone.model.layer4", (32, 32)) == "backbone.model.layer4"
+    assert "1x1 at 32x32 px" in caplog.text and "explain.attribution.layer" in caplog.text

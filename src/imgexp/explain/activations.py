@@ -4,6 +4,7 @@ Spatial maps (N, C, H, W) are global-average-pooled to (N, C), so every layer gi
 vector per image whatever its resolution (the seed read Keras layer outputs the same way).
 """
 
+import logging
 from collections.abc import Iterable
 
 import numpy as np
@@ -13,14 +14,13 @@ from torch import nn
 from imgexp.errors import ImgexpError
 from imgexp.models.backbones import SimpleCNN, TimmBackbone
 
+log = logging.getLogger(__name__)
+
 
 def block_outputs(backbone: nn.Module) -> list[str]:
     """Module names (relative to the backbone) whose outputs end each stage/block."""
     if isinstance(backbone, SimpleCNN):
-        # each conv block ends with its pooling layer; the neck is the dense layer
-        pools = [f"features.{i}" for i, m in enumerate(backbone.features)
-                 if isinstance(m, nn.MaxPool2d | nn.AvgPool2d)]
-        return [*pools, "neck"]
+        return [*backbone.block_outputs(), "neck"]  # the neck is the dense layer
     if isinstance(backbone, TimmBackbone):
         return [f"model.{info['module']}" for info in backbone.model.feature_info]
     raise ImgexpError(f"no default layers for a {type(backbone).__name__} backbone: name them "
@@ -32,11 +32,53 @@ def default_layers(model: nn.Module) -> list[str]:
     return [f"backbone.{name}" for name in block_outputs(model.backbone)] + ["head"]
 
 
-def spatial_layer(model: nn.Module) -> str:
-    """The deepest default layer with a spatial map: Grad-CAM's target."""
-    blocks = block_outputs(model.backbone)
-    spatial = [b for b in blocks if b != "neck"]
-    return f"backbone.{spatial[-1]}"
+def map_sizes(model: nn.Module, layers: list[str], image_size: tuple[int, int]
+              ) -> dict[str, tuple[int, ...]]:
+    """Each layer's output size beyond batch and channels ((H, W) for a spatial map), from
+    one blank image of `image_size` through the model."""
+    sizes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str, output) -> None:
+        sizes[name] = tuple((output[0] if isinstance(output, tuple | list) else output).shape[2:])
+
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda _m, _i, out, name=name: record(name, out)) for name in layers]
+    device = next(model.parameters()).device
+    try:
+        with torch.inference_mode():
+            model(torch.zeros((1, 3, *image_size), dtype=torch.uint8, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sizes
+
+
+def _is_flat(size: tuple[int, ...]) -> bool:
+    """A 1x1 map (or none): Grad-CAM's upsampled heat is then one value, float noise once
+    scaled to [0, 1]."""
+    return len(size) != 2 or size[0] * size[1] <= 1
+
+
+def grad_cam_layer(model: nn.Module, requested: str | None, image_size: tuple[int, int]) -> str:
+    """Grad-CAM's target: `requested`, or the deepest backbone block whose map is larger than
+    1x1 at this image size (resnet18's last stage is 1x1 at 32 px); a warning when the
+    layer's map is 1x1 anyway."""
+    if requested:
+        layer = check_layers(model, [requested])[0]
+        size = map_sizes(model, [layer], image_size).get(layer, ())
+    else:
+        blocks = [f"backbone.{b}" for b in block_outputs(model.backbone) if b != "neck"]
+        sizes = map_sizes(model, blocks, image_size)
+        larger = [b for b in blocks if not _is_flat(sizes.get(b, ()))]
+        layer = larger[-1] if larger else blocks[-1]
+        size = sizes.get(layer, ())
+    if _is_flat(size):
+        log.warning("Grad-CAM at %s: its output is %s at %dx%d px, not a spatial map larger "
+                    "than 1x1, so the heat map carries no location; pick an earlier layer with "
+                    "explain.attribution.layer=... (explain.list_layers=true lists them) or "
+                    "raise the image size", layer, "x".join(map(str, size)) or "not spatial",
+                    *image_size)
+    return layer
 
 
 def list_layers(model: nn.Module) -> list[tuple[str, str, bool]]:

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from imgexp.atomic import write_json_atomic
 from imgexp.errors import ImgexpError
 from imgexp.explain import attribution, clustering, maps, ood, paths, report
-from imgexp.explain.activations import check_layers, collect, default_layers, spatial_layer
+from imgexp.explain.activations import check_layers, collect, default_layers, grad_cam_layer
 from imgexp.explain.inputs import ImageSet, data_config, load_folder, load_split
 from imgexp.models import load_model
 
@@ -42,8 +42,7 @@ def pick_examples(table: pd.DataFrame, n: int, seed: int) -> list[tuple[str, int
 def explain_examples(model, images: ImageSet, table: pd.DataFrame, cfg: DictConfig,
                      out: Path, seed: int) -> list[dict]:
     settings = cfg.attribution
-    layer = settings.layer or spatial_layer(model)
-    check_layers(model, [layer])
+    layer = grad_cam_layer(model, settings.layer, images.images.shape[1:3])
     (out / "attribution").mkdir(exist_ok=True)
     done = []
     for kind, i in pick_examples(table, settings.n, seed):

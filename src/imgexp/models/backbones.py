@@ -4,7 +4,9 @@ Every backbone maps a normalised NCHW float batch to (N, num_features) pooled fe
 """
 
 import logging
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from unittest import mock
 
 import timm
 import torch
@@ -26,31 +28,63 @@ def _choice(table: dict, key: str, what: str):
     return table[key]
 
 
+def _per_block(value, count: int, key: str) -> list:
+    """One value for every conv block: a scalar is repeated, a list must have one per block."""
+    if isinstance(value, str | int | float | bool):
+        return [value] * count
+    values = list(value)
+    if len(values) != count:
+        raise ImgexpError(f"model.backbone.{key} has {len(values)} values for {count} conv "
+                          f"blocks (model.backbone.channels): give one per block or a single value")
+    return values
+
+
 class SimpleCNN(nn.Module):
-    """Conv(k x k) + activation + pool per entry of `channels`, then flatten -> dense -> dropout.
+    """Per entry of `channels`: conv(k x k) + activation, then optionally a 2x2 pool and a
+    dropout (`pool_after`, `padding`, `block_dropout` take one value per block, or one value
+    for all); then flatten -> dense -> activation -> dropout.
 
     Keras-style (flatten, not global pooling), so the dense layer's size depends on
-    `image_size`, which the config ties to data.image_size.
+    `image_size`, which the config ties to data.image_size. The per-block switches let the
+    presets reproduce the seeds' networks layer for layer.
     """
 
     def __init__(self, channels=(16, 32, 64), kernel_size: int = 3, pool: str = "max",
+                 pool_after=True, padding="same", block_dropout=0.0,
                  activation: str = "relu", dense_units: int = 128, dropout: float = 0.5,
                  batch_norm: bool = False, image_size: int = 64, in_chans: int = 3):
         super().__init__()
         act, pool_cls = _choice(ACTIVATIONS, activation, "activation"), _choice(POOLS, pool, "pool")
+        n = len(channels)
+        pools = _per_block(pool_after, n, "pool_after")
+        paddings = _per_block(padding, n, "padding")
+        dropouts = _per_block(block_dropout, n, "block_dropout")
         layers, c_in, side = [], in_chans, image_size
-        for c_out in channels:
-            layers += [nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2)]
+        for c_out, pooled, pad, drop in zip(channels, pools, paddings, dropouts, strict=True):
+            if pad not in ("same", "valid"):
+                raise ImgexpError(f"model.backbone.padding={pad!r} is not an option: "
+                                  "use same or valid")
+            layers += [nn.Conv2d(c_in, c_out, kernel_size, padding=pad)]
             layers += [nn.BatchNorm2d(c_out)] if batch_norm else []
-            layers += [act(), pool_cls(2)]
-            c_in, side = c_out, side // 2
-        if side < 1:
-            raise ImgexpError(f"simple_cnn: image_size={image_size} is too small for "
-                              f"{len(channels)} pooling stages; raise data.image_size")
+            layers += [act()]
+            side -= 0 if pad == "same" else kernel_size - 1
+            if pooled:
+                layers += [pool_cls(2)]
+                side //= 2
+            layers += [nn.Dropout(drop)] if drop else []
+            c_in = c_out
+            if side < 1:
+                raise ImgexpError(f"simple_cnn: image_size={image_size} is too small for these "
+                                  "conv/pooling stages; raise data.image_size")
         self.features = nn.Sequential(*layers)
         self.neck = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, dense_units), act(),
                                   nn.Dropout(dropout))
         self.num_features = dense_units
+
+    def block_outputs(self) -> list[str]:
+        """Names of the last module of each conv block (the module before the next conv)."""
+        convs = [i for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
+        return [f"features.{i - 1}" for i in convs[1:]] + [f"features.{len(self.features) - 1}"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.neck(self.features(x))
@@ -67,11 +101,89 @@ class SimpleCNN(nn.Module):
         return stages
 
 
+# prefixes a backbone's tensors carry in the checkpoints users have: an imgexp / Lightning
+# module (backbone.model.), a wrapper holding the timm model as `model` (DataParallel's
+# `module.` is already stripped by timm's load_state_dict)
+CHECKPOINT_PREFIXES = ("backbone.model.", "model.")
+
+
+def _read_weights(path: str) -> dict[str, torch.Tensor]:
+    """The backbone's tensors in a weights file, named as in the timm model (before timm's own
+    per-architecture key mapping): a bare state dict, or a checkpoint holding one."""
+    try:
+        # timm picks `state_dict` / `model` / EMA in a checkpoint, reads safetensors, drops
+        # `module.`; weights_only=False: Lightning checkpoints also pickle their hyperparameters
+        state_dict = timm.models.load_state_dict(path, weights_only=False)
+    except Exception as exc:
+        raise ImgexpError(f"model.backbone.checkpoint_path={path} is not a readable weights "
+                          f"file ({type(exc).__name__}: {exc})") from None
+    for prefix in CHECKPOINT_PREFIXES:
+        if any(key.startswith(prefix) for key in state_dict):
+            return {key[len(prefix):]: value for key, value in state_dict.items()
+                    if key.startswith(prefix)}
+    return state_dict
+
+
+@contextmanager
+def _load_result(found: list):
+    """Record the key check of timm's pretrained load into `found`: timm loads non-strictly
+    (num_classes=0 drops the classifier) and only logs missing keys, so a file whose keys
+    don't match would silently leave random weights. timm's own key lists (hundreds of names
+    in one log line) are held back: the caller reports the outcome in one line."""
+    from timm.models import _builder
+
+    original = _builder.load_pretrained
+    timm_log = logging.getLogger(_builder.__name__)
+
+    def load_pretrained(model, *args, **kwargs):
+        hook = model.register_load_state_dict_post_hook(lambda _m, keys: found.append(keys))
+        try:
+            original(model, *args, **kwargs)
+        finally:
+            hook.remove()
+
+    level = timm_log.level
+    timm_log.setLevel(logging.ERROR)
+    try:
+        with mock.patch.object(_builder, "load_pretrained", load_pretrained):
+            yield
+    finally:
+        timm_log.setLevel(level)
+
+
+def _hub_unreachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub can't be reached: one request with a short timeout through
+    huggingface_hub's own HTTP client (so HF_ENDPOINT and proxies count), instead of the
+    download's long time-outs and retries (~47 s) before it gives up."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.is_offline_mode():
+        return True
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # noqa: BLE001 - any failure to reach the hub means offline here
+        return True
+    return False
+
+
+@contextmanager
+def _hub_offline():
+    """huggingface_hub's offline mode for one load: weights already in the local cache load,
+    missing ones fail at once instead of retrying the network."""
+    from huggingface_hub import constants
+
+    with mock.patch.object(constants, "HF_HUB_OFFLINE", True):
+        yield
+
+
 class TimmBackbone(nn.Module):
     """Any timm model without its classifier (num_classes=0 gives pooled features).
 
-    pretrained=true uses timm's normal loading (Hugging Face hub); checkpoint_path= loads local
-    weights through the same path (pretrained_cfg_overlay), so no network is needed.
+    pretrained=true uses timm's normal loading (Hugging Face hub; from the local cache alone
+    when the hub can't be reached). checkpoint_path= loads a local file through the same
+    timm path (pretrained_cfg_overlay), so timm's per-architecture key mapping applies; every
+    tensor of the backbone must be found there.
     """
 
     def __init__(self, name: str, pretrained: bool = False, checkpoint_path: str | None = None,
@@ -80,26 +192,53 @@ class TimmBackbone(nn.Module):
         kwargs = dict(num_classes=0, drop_rate=drop_rate, in_chans=in_chans)
         if drop_path_rate is not None:
             kwargs["drop_path_rate"] = drop_path_rate
-        if checkpoint_path:
-            if not Path(checkpoint_path).is_file():
-                raise ImgexpError(f"model.backbone.checkpoint_path={checkpoint_path} not found")
-            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(checkpoint_path)})
-        else:
-            kwargs["pretrained"] = pretrained
         if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
             raise ImgexpError(f"model.backbone.name={name!r} is not a timm model "
                               "(see timm.list_models())")
+        found: list = []
+        if checkpoint_path:
+            if not Path(checkpoint_path).is_file():
+                raise ImgexpError(f"model.backbone.checkpoint_path={checkpoint_path} not found")
+            weights = _read_weights(str(checkpoint_path))
+            kwargs.update(pretrained=True, pretrained_cfg_overlay={"state_dict": weights})
+            loading = _load_result(found)
+        elif pretrained:
+            kwargs["pretrained"] = True
+            loading = _hub_offline() if _hub_unreachable() else nullcontext()
+        else:
+            loading = nullcontext()
         try:
-            self.model = timm.create_model(name, **kwargs)
+            with loading:
+                self.model = timm.create_model(name, **kwargs)
         except Exception as exc:
             if kwargs.get("pretrained") and not checkpoint_path:
                 raise ImgexpError(
                     f"cannot load pretrained weights for {name} ({type(exc).__name__}); "
                     "offline? pass model.backbone.checkpoint_path=/path/to/weights "
                     "or set model.backbone.pretrained=false") from None
-            raise ImgexpError(f"cannot build backbone {name}: {exc}") from None
+            detail = " ".join(str(exc).split())[:300]  # size mismatches span many lines
+            if checkpoint_path:
+                raise ImgexpError(f"model.backbone.checkpoint_path={checkpoint_path} does not "
+                                  f"fit {name}: {detail}") from None
+            raise ImgexpError(f"cannot build backbone {name}: {detail}") from None
+        if checkpoint_path:
+            self._check_loaded(name, str(checkpoint_path), weights, found)
         self.num_features = self.model.num_features
         self.name = name
+
+    def _check_loaded(self, name: str, path: str, weights: dict, found: list) -> None:
+        # BatchNorm's step counters are not weights (torch fills them in when absent)
+        expected = [k for k in self.model.state_dict() if not k.endswith("num_batches_tracked")]
+        total = len(expected)
+        missing = [k for k in found[0].missing_keys if k in expected] if found else expected
+        if missing:
+            raise ImgexpError(
+                f"model.backbone.checkpoint_path={path}: only {total - len(missing)} of {total} "
+                f"{name} tensors found (missing {', '.join(missing[:3])}, ...; the file has "
+                f"{', '.join(list(weights)[:3])}, ...): give a timm/torchvision state dict of "
+                f"{name} or an imgexp/Lightning checkpoint of it")
+        log.info("loaded %d/%d %s tensors from %s (%d in the file unused)", total, total, name,
+                 path, len(found[0].unexpected_keys))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

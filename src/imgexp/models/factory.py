@@ -17,8 +17,11 @@ def build_mixup(cfg: DictConfig | None, num_classes: int):
         return None
     from timm.data import Mixup
 
-    kwargs = {k: v for k, v in cfg.items() if k != "enabled"}
-    return Mixup(num_classes=num_classes, **kwargs)
+    # targets stay pure mixtures: the loss applies model.loss.label_smoothing (and class
+    # weights) to them, so smoothing is set in one place and never applied twice (configs
+    # of older runs still carry a model.mixup.label_smoothing key)
+    kwargs = {k: v for k, v in cfg.items() if k not in ("enabled", "label_smoothing")}
+    return Mixup(num_classes=num_classes, label_smoothing=0.0, **kwargs)
 
 
 def _instantiate(node, **kwargs):

@@ -35,5 +35,14 @@ class CrossEntropyLoss(nn.Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits, target, weight=self.weight,
-                                           label_smoothing=self.label_smoothing)
+        if not target.is_floating_point():
+            return nn.functional.cross_entropy(logits, target, weight=self.weight,
+                                               label_smoothing=self.label_smoothing)
+        # soft (mixup) targets: torch averages these over the batch even with class weights;
+        # divide by the summed per-sample weight (target . weight) instead, the weighted mean
+        # hard labels get, so one-hot targets give exactly the hard-label loss
+        total = nn.functional.cross_entropy(logits, target, weight=self.weight,
+                                            label_smoothing=self.label_smoothing,
+                                            reduction="sum")
+        return total / (target.float() @ self.weight).sum() if self.weight is not None \
+            else total / len(target)

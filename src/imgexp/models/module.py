@@ -121,7 +121,7 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
         if self.mixup is not None and len(y) % 2 == 0:
             x, soft = self.mixup(x, y)
             logits = self.head(self.backbone(x))
-            loss = torch.sum(-soft * torch.log_softmax(logits, dim=-1), dim=-1).mean()
+            loss = self.loss_fn(logits, soft)  # with its class weights and label smoothing
         else:
             logits = self.head(self.backbone(x))
             loss = self.loss_fn(logits, y)
