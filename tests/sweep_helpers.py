@@ -43,20 +43,25 @@ class HoldJob(Callback):
     and then waits to be signalled, so a test interrupts a trial mid-fit, not by timing.
     Once `flag` exists nothing is held: a rerun of the same command runs through."""
 
-    def __init__(self, flag: str, job: int) -> None:
-        self.flag, self.job = Path(flag), job
+    def __init__(self, flag: str, job: int, swallow: bool = False) -> None:
+        self.flag, self.job, self.swallow = Path(flag), job, swallow
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if HydraConfig.get().job.num != self.job or self.flag.exists():
             return
         self.flag.write_text(str(os.getpid()))
-        while True:
-            time.sleep(0.05)
+        try:
+            while True:
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            if not self.swallow:
+                raise
+            trainer.should_stop = True  # as Lightning < 2.4 did: fit returns, cut short
 
 
-def hold_overrides(flag: Path, job: int) -> list[str]:
+def hold_overrides(flag: Path, job: int, swallow: bool = False) -> list[str]:
     return ["+callbacks.hold._target_=sweep_helpers.HoldJob", f"+callbacks.hold.flag={flag}",
-            f"+callbacks.hold.job={job}"]
+            f"+callbacks.hold.job={job}", f"+callbacks.hold.swallow={swallow}"]
 
 
 def interrupt_when_held(args: list[str], flag: Path, signum: int) -> subprocess.CompletedProcess:

@@ -13,10 +13,11 @@ from sweep_helpers import TINY, hold_overrides, interrupt_when_held, run_stage
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def _sweep_args(tmp_path, data_dir, *extra):
+def _sweep_args(tmp_path, data_dir, *extra, swallow=False):
     return ["-m", f"paths.log_dir={tmp_path}", f"paths.data_dir={data_dir}", *TINY,
             "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "optimizer.lr=interval(1e-3,1e-2)",
-            f"hydra.sweep.dir={tmp_path}/sweep", *hold_overrides(tmp_path / "held", job=1), *extra]
+            f"hydra.sweep.dir={tmp_path}/sweep",
+            *hold_overrides(tmp_path / "held", job=1, swallow=swallow), *extra]
 
 
 def _study(tmp_path):
@@ -28,14 +29,19 @@ def _states(study):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("swallow", [False, True], ids=["lightning", "job-returns-cut-short"])
 def test_ctrl_c_stops_the_sweep_fails_the_trial_and_the_printed_command_continues(
-        tmp_path, data_dir):
-    proc = interrupt_when_held(_sweep_args(tmp_path, data_dir), tmp_path / "held", signal.SIGINT)
+        tmp_path, data_dir, swallow):
+    """Lightning exits after its graceful shutdown; a job that instead returns its cut-short
+    result (Lightning < 2.4, or any app catching the interrupt) must not be recorded either."""
+    proc = interrupt_when_held(_sweep_args(tmp_path, data_dir, swallow=swallow),
+                               tmp_path / "held", signal.SIGINT)
     assert proc.returncode == 130, proc.stderr[-3000:]
     study = _study(tmp_path)
     assert _states(study)[:2] == [TrialState.COMPLETE, TrialState.FAIL]
     assert "interrupted" in study.trials[1].user_attrs["error"]
-    assert not (tmp_path / "sweep" / "1" / "metrics.json").exists()  # no truncated result
+    if not swallow:
+        assert not (tmp_path / "sweep" / "1" / "metrics.json").exists()  # no cut-short result
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "to continue" in ln]
     assert len(lines) == 1, proc.stdout + proc.stderr
     command = shlex.split(lines[0].split("to continue", 1)[1].split(":", 1)[1])

@@ -149,7 +149,11 @@ class OptunaSweeperImpl:
             while (todo := self._todo(study)) is not None:
                 if todo == 0:  # the other trials run elsewhere, or are stale and not failed yet
                     if not waiting:
-                        log.info("Waiting for the trials other sweep processes are running")
+                        running = [t.number for t in study.get_trials(
+                            deepcopy=False, states=(TrialState.RUNNING,))]
+                        log.info("Waiting for trial(s) %s, RUNNING in another sweep process (a "
+                                 "killed sweep's trials are failed after grace_period=%s s)",
+                                 running, self.grace_period or 2 * self.heartbeat_interval)
                     waiting = True
                     time.sleep(self.heartbeat_interval)
                     continue
@@ -198,6 +202,8 @@ class OptunaSweeperImpl:
             if runnable:
                 returns = self.launcher.launch([o for _, o in runnable],
                                                initial_job_idx=runnable[0][0].number)
+                if self.signal:  # a job that swallowed the interrupt returns a cut-short result
+                    raise KeyboardInterrupt
                 for (trial, _), ret in zip(runnable, returns, strict=True):
                     trial.set_user_attr("job_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
                     outcomes[trial.number] = self._outcome(ret)
@@ -223,14 +229,13 @@ class OptunaSweeperImpl:
             frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
             with _optuna_quiet():
                 self.retry(study, frozen)  # queued with its parameters, before the error is set
-            trial.set_user_attr("error", f"interrupted ({how}); queued again")
+            trial.set_user_attr("error", f"interrupted ({how})")
             study.tell(trial, state=TrialState.FAIL)
         self.in_flight = []
         write_results(study, self.sweep_dir, self.storage_url)
         done = len(study.get_trials(deepcopy=False, states=FINISHED))
         print(f"Sweep interrupted ({how}) with {done} of {self.n_trials} trials finished"
-              + (f", trial {', '.join(map(str, numbers))} failed and queued again" if numbers
-                 else "")
+              + (f", trial {', '.join(map(str, numbers))} failed" if numbers else "")
               + f"; to continue the study, run: {self._continue_command()}",
               file=sys.stderr, flush=True)
         if self.signal:
