@@ -1,13 +1,18 @@
 """The optuna sweeper end to end: pruning, resume, failures, launchers, imgexp-compare."""
 
 import json
+import re
 
 import optuna
 import pandas as pd
 import pytest
+from hydra.core.config_store import ConfigStore
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import compose_config
+from hydra_plugins.imgexp_optuna_sweeper import config as _registers_the_groups  # noqa: F401
+from hydra_plugins.imgexp_optuna_sweeper._search_space import grid_values, parse_search_space
 from imgexp.paths import CONFIG_DIR
 from sweep_helpers import multirun, run_stage
 
@@ -143,3 +148,66 @@ def test_gravure_optuna_searches_keys_of_the_metric_learning_recipe(tmp_path):
                                    "data.root=/nowhere"], tmp_path)
     for key in cfg.hydra.sweeper.params:
         assert OmegaConf.select(cfg, key) is not None, key
+
+
+def _readme_options(group: str) -> list[str]:
+    """The options of hydra/sweeper/<group> the README's sweeper table lists; they must be
+    the ones the plugin registers."""
+    row = next(line for line in (CONFIG_DIR.parent / "README.md").read_text().splitlines()
+               if line.startswith(f"| `{group}` |"))
+    registered = {n.removesuffix(".yaml") for n in ConfigStore.instance().list(
+        f"hydra/sweeper/{group}")}
+    listed = [n for n in re.findall(rf"`(?:hydra/sweeper/{group}=)?(\w+)`", row)
+              if n in registered]
+    assert set(listed) == registered, f"README lists {listed}, the plugin has {registered}"
+    return listed
+
+
+SEARCH_OVERRIDES = {"digits_optuna": [], "tounum_optuna": ["experiment=tounum_cnn"],
+                    "gravure_optuna": ["experiment=gravure_triplet"]}
+
+
+@pytest.mark.parametrize("search", sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob(
+    "*.yaml")))
+def test_every_sampler_and_pruner_combines_with_every_hparams_search(search, tmp_path):
+    """hparams_search files keep sampler/pruner-specific keys in their own group options, so
+    choosing another sampler or pruner replaces them whole instead of failing to merge."""
+    extra = SEARCH_OVERRIDES[search]
+    if any(not (CONFIG_DIR / "experiment" / f"{o.split('=')[1]}.yaml").is_file() for o in extra):
+        pytest.skip(f"{extra} is not here")
+    for sampler in _readme_options("sampler"):
+        for pruner in _readme_options("pruner"):
+            cfg = compose_config("train", [f"hparams_search={search}", *extra, "data.root=/x",
+                                           f"hydra/sweeper/sampler={sampler}",
+                                           f"hydra/sweeper/pruner={pruner}"], tmp_path)
+            sweeper = cfg.hydra.sweeper
+            kwargs = {}
+            if sampler == "grid":
+                space, _ = parse_search_space([f"{k}={v}" for k, v in sweeper.params.items()])
+                try:
+                    kwargs["search_space"] = {k: grid_values(k, d) for k, d in space.items()}
+                except ValueError as exc:  # an interval: the one-line advice, then next
+                    assert "give it as range(lo, hi, step=...) or choice(...)" in str(exc)
+                    continue
+            made = instantiate(sweeper.sampler, **kwargs), instantiate(sweeper.pruner)
+            names = [type(m).__name__.lower() for m in made]
+            assert names[0].startswith(sampler), (sampler, names)
+            assert names[1].startswith({"none": "nop"}.get(pruner, pruner)), (pruner, names)
+    # with their own sampler and pruner, the searches keep their tuned settings
+    cfg = compose_config("train", [f"hparams_search={search}", *extra, "data.root=/x"], tmp_path)
+    assert cfg.hydra.sweeper.sampler.seed == cfg.seed
+    if search == "digits_optuna":
+        assert cfg.hydra.sweeper.sampler.n_startup_trials == 4
+        assert cfg.hydra.sweeper.pruner.n_startup_trials == 2
+    else:
+        assert cfg.hydra.sweeper.pruner.max_resource == cfg.trainer.max_epochs
+
+
+def test_digits_optuna_runs_with_the_random_sampler_and_no_pruner(tmp_path, data_dir):
+    multirun(tmp_path, data_dir, "hparams_search=digits_optuna", "hydra/sweeper/sampler=random",
+             "hydra/sweeper/pruner=none", "hydra.sweeper.n_trials=1",
+             f"hydra.sweep.dir={tmp_path}/sweep")
+    study = optuna.load_study(study_name="digits_optuna",
+                              storage=f"sqlite:///{tmp_path}/sweep/optuna.db")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+    assert study.user_attrs["imgexp_pruner"]["_target_"] == "optuna.pruners.NopPruner"

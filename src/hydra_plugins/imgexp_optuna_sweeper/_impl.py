@@ -3,11 +3,23 @@
 Everything a trial needs to talk to the study (storage URL, study name, trial number) goes to
 the job as the `optuna_trial` override, and the pruner's config is kept in the study itself,
 so pruning works the same in-process, in joblib workers and in submitit jobs on other hosts.
+
+The sweep process tells every outcome, so it keeps Optuna's heartbeat for the trials it runs:
+if it dies (SIGKILL, a lost node), its trials go stale and the next sweep on the study fails
+them and queues them again (RetryHeartbeatStaleTrialCallback). Ctrl-C / SIGTERM fail the
+running trials at once, queue them again and print the command that continues the study.
 """
 
 import json
 import logging
 import math
+import shlex
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +30,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages._heartbeat import get_heartbeat_thread  # what Study.optimize uses
 from optuna.trial import TrialState
 
 from imgexp.callbacks.pruning import PRUNER_ATTR
@@ -26,6 +41,18 @@ from ._results import OFFLINE_WANDB_GLOB, offline_wandb_runs, write_results
 from ._search_space import grid_values, parse_search_space, suggest
 
 log = logging.getLogger(__name__)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
+MAX_RETRY = 2  # an interrupted or stale trial is queued again with its parameters this often
+
+
+@contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    """Heartbeat and stale-trial retry are experimental in Optuna, and it warns that heartbeats
+    are meant for Study.optimize: this loop is ask-and-tell because Hydra launches the trials."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        yield
 
 
 @dataclass
@@ -45,7 +72,7 @@ def _format(value: Any) -> str:
 
 class OptunaSweeperImpl:
     def __init__(self, sampler, pruner, direction, study_name, storage, n_trials, n_jobs,
-                 max_failure_rate, params) -> None:
+                 max_failure_rate, heartbeat_interval, grace_period, params) -> None:
         if not 0.0 <= max_failure_rate <= 1.0:
             raise ValueError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: use 0..1")
         self.sampler_cfg, self.pruner_cfg = sampler, pruner
@@ -54,7 +81,10 @@ class OptunaSweeperImpl:
         self.study_name, self.storage = study_name, storage
         self.n_trials, self.n_jobs = n_trials, max(1, n_jobs)
         self.max_failure_rate = max_failure_rate
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.params = params or {}
+        self.in_flight: list[optuna.Trial] = []  # asked, not told yet
+        self.signal: int | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
@@ -73,14 +103,19 @@ class OptunaSweeperImpl:
             extra["search_space"] = {k: grid_values(k, d) for k, d in space.items()}
             grid_size = math.prod(len(v) for v in extra["search_space"].values())
             self.n_trials = min(self.n_trials, grid_size)
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        with _optuna_quiet():
+            rdb = RDBStorage(storage, heartbeat_interval=self.heartbeat_interval,
+                             grace_period=self.grace_period,
+                             heartbeat_stale_trial_callback=self.retry)
         study = optuna.create_study(
-            study_name=name, storage=storage, load_if_exists=True,
+            study_name=name, storage=rdb, load_if_exists=True,
             directions=[str(d) for d in self.directions],
             sampler=instantiate(self.sampler_cfg, **extra), pruner=instantiate(self.pruner_cfg))
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(self.pruner_cfg, resolve=True))
         self.storage_url = storage
-        log.info("Study %s in %s: %d trial(s) already, %d wanted", name, storage,
-                 len(study.trials), self.n_trials)
+        log.info("Study %s in %s: %d finished trial(s) already, %d wanted", name, storage,
+                 len(study.get_trials(deepcopy=False, states=FINISHED)), self.n_trials)
         return study
 
     def _job_overrides(self, trial: optuna.Trial, space: dict, fixed: dict) -> list[str]:
@@ -107,11 +142,58 @@ class OptunaSweeperImpl:
         study = self._open_study(space)
         # the failure budget is a share of the trials this run plans, so early failures do not
         # stop a long sweep that can still reach its successes
-        planned = max(0, self.n_trials - len(study.get_trials(deepcopy=False)))
-        failed = 0
-        while (todo := self.n_trials - len(study.get_trials(deepcopy=False))) > 0:
-            trials = [study.ask() for _ in range(min(self.n_jobs, todo))]
-            jobs = [(t, self._job_overrides(t, space, fixed)) for t in trials]
+        planned = max(0, self.n_trials - len(study.get_trials(deepcopy=False, states=FINISHED)))
+        failed, waiting = 0, False
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while (todo := self._todo(study)) is not None:
+                if todo == 0:  # the other trials run elsewhere, or are stale and not failed yet
+                    if not waiting:
+                        running = [t.number for t in study.get_trials(
+                            deepcopy=False, states=(TrialState.RUNNING,))]
+                        log.info("Waiting for trial(s) %s, RUNNING in another sweep process (a "
+                                 "killed sweep's trials are failed after grace_period=%s s)",
+                                 running, self.grace_period or 2 * self.heartbeat_interval)
+                    waiting = True
+                    time.sleep(self.heartbeat_interval)
+                    continue
+                waiting = False
+                failed += self._run_batch(study, todo, space, fixed)
+                if failed > self.max_failure_rate * planned:
+                    write_results(study, self.sweep_dir, self.storage_url)
+                    raise RuntimeError(
+                        f"{failed} of the {planned} planned trials failed (max_failure_rate="
+                        f"{self.max_failure_rate}); see the errors in "
+                        f"{self.sweep_dir / 'optimization_results.yaml'}")
+        except (KeyboardInterrupt, SystemExit) as exc:
+            self._stop(study, exc)
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        self._report(study)
+
+    def _todo(self, study: optuna.Study) -> int | None:
+        """Trials to start now (0: wait for running ones), None once the study is done."""
+        with _optuna_quiet():
+            fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in FINISHED for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        grid_done = isinstance(study.sampler, optuna.samplers.GridSampler) and not running \
+            and study.sampler.is_exhausted(study)
+        if finished >= self.n_trials or grid_done:
+            return None
+        return max(0, self.n_trials - finished - running)
+
+    def _run_batch(self, study: optuna.Study, todo: int, space: dict, fixed: dict) -> int:
+        """Ask, launch and tell up to n_jobs trials; returns how many failed."""
+        with ExitStack() as heartbeats:
+            for _ in range(min(self.n_jobs, todo)):
+                with _optuna_quiet():
+                    self.in_flight.append(study.ask())
+                trial = self.in_flight[-1]
+                heartbeats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
+            jobs = [(t, self._job_overrides(t, space, fixed)) for t in self.in_flight]
             outcomes = {}
             for trial, overrides in jobs:
                 if error := self._composes(overrides):
@@ -120,18 +202,56 @@ class OptunaSweeperImpl:
             if runnable:
                 returns = self.launcher.launch([o for _, o in runnable],
                                                initial_job_idx=runnable[0][0].number)
+                if self.signal:  # a job that swallowed the interrupt returns a cut-short result
+                    raise KeyboardInterrupt
                 for (trial, _), ret in zip(runnable, returns, strict=True):
                     trial.set_user_attr("job_dir", str(ret.hydra_cfg.hydra.runtime.output_dir))
                     outcomes[trial.number] = self._outcome(ret)
-            for trial in trials:
+            failed = 0
+            while self.in_flight:
+                trial = self.in_flight[0]
                 failed += self._tell(study, trial, outcomes[trial.number])
-            if failed > self.max_failure_rate * planned:
-                write_results(study, self.sweep_dir, self.storage_url)
-                raise RuntimeError(
-                    f"{failed} of the {planned} planned trials failed (max_failure_rate="
-                    f"{self.max_failure_rate}); see the errors in "
-                    f"{self.sweep_dir / 'optimization_results.yaml'}")
-        self._report(study)
+                self.in_flight.pop(0)
+        return failed
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+        raise KeyboardInterrupt
+
+    def _stop(self, study: optuna.Study, exc: BaseException) -> None:
+        """Ctrl-C, SIGTERM or an exit in a job: fail the trials that were running (their results
+        are cut short), queue them again, and say how to continue."""
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut this short
+            signal.signal(signum, signal.SIG_IGN)
+        how = signal.Signals(self.signal).name if self.signal else f"exit {exc}"
+        numbers = [t.number for t in self.in_flight]
+        for trial in self.in_flight:
+            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+            with _optuna_quiet():
+                self.retry(study, frozen)  # queued with its parameters, before the error is set
+            trial.set_user_attr("error", f"interrupted ({how})")
+            study.tell(trial, state=TrialState.FAIL)
+        self.in_flight = []
+        write_results(study, self.sweep_dir, self.storage_url)
+        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        print(f"Sweep interrupted ({how}) with {done} of {self.n_trials} trials finished"
+              + (f", trial {', '.join(map(str, numbers))} failed" if numbers else "")
+              + f"; to continue the study, run: {self._continue_command()}",
+              file=sys.stderr, flush=True)
+        if self.signal:
+            raise SystemExit(128 + self.signal) from None
+        raise exc
+
+    def _continue_command(self) -> str:
+        """The command line of this sweep, with the sweep directory fixed when it holds a date."""
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        prog = ["python", "-m", spec.name] if spec and spec.name != "__main__" \
+            else [Path(sys.argv[0]).name]
+        args = sys.argv[1:]
+        sweep_dir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)["dir"]
+        if "${now:" in str(sweep_dir) and not any(a.startswith("hydra.sweep.dir=") for a in args):
+            args = [*args, f"hydra.sweep.dir={self.sweep_dir}"]
+        return shlex.join(prog + args)
 
     def _outcome(self, ret: JobReturn) -> Outcome:
         if ret.status == JobStatus.FAILED:

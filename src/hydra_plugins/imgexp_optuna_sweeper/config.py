@@ -73,9 +73,11 @@ class OptunaSweeperConf:
     direction: Any = "maximize"      # or minimize; a list for multi-objective studies
     study_name: str | None = None    # null: the sweep directory's name
     storage: str | None = None       # null: sqlite:///<sweep dir>/optuna.db
-    n_trials: int = 20               # total trials in the study, the ones already there included
+    n_trials: int = 20               # finished (complete + pruned) trials the study should hold
     n_jobs: int = 1                  # trials handed to the launcher at once
     max_failure_rate: float = 0.5    # stop once failures exceed this share of planned trials
+    heartbeat_interval: int = 60     # seconds between a running trial's heartbeats
+    grace_period: int | None = None  # a trial without heartbeat this long is failed and re-run
     params: dict[str, str] | None = None
 
 

@@ -11,11 +11,13 @@ from omegaconf import DictConfig
 class OptunaSweeper(Sweeper):
     def __init__(self, sampler: Any, pruner: Any, direction: Any, study_name: str | None,
                  storage: str | None, n_trials: int, n_jobs: int, max_failure_rate: float,
+                 heartbeat_interval: int, grace_period: int | None,
                  params: DictConfig | None) -> None:
         from ._impl import OptunaSweeperImpl
 
         self.sweeper = OptunaSweeperImpl(sampler, pruner, direction, study_name, storage,
-                                         n_trials, n_jobs, max_failure_rate, params)
+                                         n_trials, n_jobs, max_failure_rate,
+                                         heartbeat_interval, grace_period, params)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
