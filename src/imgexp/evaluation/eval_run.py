@@ -1,5 +1,6 @@
 """imgexp-eval's work: score a checkpoint on one split of its data and write metrics.json,
-the per-class tables, the confusion matrix and the error report into the run directory."""
+the per-class tables, the confusion matrix, the reliability diagram and the error report into
+the run directory."""
 
 import logging
 import time
@@ -9,9 +10,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from imgexp.atomic import write_json_atomic, write_text_atomic
+from imgexp.atomic import write_frame_atomic, write_json_atomic, write_text_atomic
 from imgexp.data import ImageDataModule
 from imgexp.errors import ImgexpError
+from imgexp.evaluation.calibration import (
+    expected_calibration_error,
+    plot_reliability,
+    reliability_bins,
+)
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
 from imgexp.evaluation.confusion import most_confused, write_confusion_files
 from imgexp.evaluation.inference import Outputs, is_classifier, pick_device, run_model
@@ -90,6 +96,16 @@ def write_predictions(out_dir: Path, paths: list[Path], queries: Outputs, names:
     write_text_atomic(out_dir / "predictions.csv", table.to_csv(index=False))
 
 
+def write_reliability(out_dir: Path, queries: Outputs, n_bins: int, split: str) -> float:
+    """reliability.csv (the bins) and reliability.png; returns the ECE of those bins (the one
+    in metrics.json, up to float32 rounding)."""
+    bins = reliability_bins(queries.labels, queries.proba, n_bins)
+    write_frame_atomic(bins, out_dir / "reliability.csv")
+    ece = expected_calibration_error(bins)
+    plot_reliability(bins, ece, out_dir / "reliability.png", f"Reliability on {split}")
+    return ece
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
@@ -122,12 +138,16 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     pred = queries.proba.argmax(1)
     counts = write_confusion_files(out_dir, queries.labels, pred, names, split)
     write_predictions(out_dir, image_paths(datamodule, split, queries.index), queries, names)
+    figures = [("confusion matrix", "../confusion_matrix.png")]
+    if is_classifier(model):  # calibration means something for softmax probabilities only
+        ece = write_reliability(out_dir, queries, cfg.eval.calibration_bins, split)
+        figures.insert(0, (f"reliability diagram (ECE {ece:.4f})", "../reliability.png"))
     confusions = most_confused(counts, names).head(cfg.eval.summary_pairs)
     errors = error_rows(model, datamodule, split, queries, gallery, cfg)
     write_error_report(out_dir / "errors", errors,
                        list(confusions[["true", "predicted", "count"]].itertuples(index=False)),
                        f"Errors on {split}: {Path(cfg.ckpt_path).name}", len(queries.index),
-                       cfg.eval.thumbnail_size)
+                       cfg.eval.thumbnail_size, figures)
     if cfg.log_to_run:
         for target in log_to_run_loggers(cfg.ckpt_path, metrics):
             log.info("metrics also logged to %s", target)
