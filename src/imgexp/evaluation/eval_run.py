@@ -13,11 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from imgexp.atomic import write_frame_atomic, write_json_atomic, write_text_atomic
 from imgexp.data import ImageDataModule
 from imgexp.errors import ImgexpError
-from imgexp.evaluation.calibration import (
-    expected_calibration_error,
-    plot_reliability,
-    reliability_bins,
-)
+from imgexp.evaluation.calibration import plot_reliability, reliability_bins
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
 from imgexp.evaluation.confusion import most_confused, write_confusion_files
 from imgexp.evaluation.inference import Outputs, is_classifier, pick_device, run_model
@@ -96,14 +92,12 @@ def write_predictions(out_dir: Path, paths: list[Path], queries: Outputs, names:
     write_text_atomic(out_dir / "predictions.csv", table.to_csv(index=False))
 
 
-def write_reliability(out_dir: Path, queries: Outputs, n_bins: int, split: str) -> float:
-    """reliability.csv (the bins) and reliability.png; returns the ECE of those bins (the one
-    in metrics.json, up to float32 rounding)."""
+def write_reliability(out_dir: Path, queries: Outputs, n_bins: int, split: str, ece: float
+                      ) -> Path:
+    """reliability.csv (the bins: they give back `ece`, metrics.json's) and reliability.png."""
     bins = reliability_bins(queries.labels, queries.proba, n_bins)
     write_frame_atomic(bins, out_dir / "reliability.csv")
-    ece = expected_calibration_error(bins)
-    plot_reliability(bins, ece, out_dir / "reliability.png", f"Reliability on {split}")
-    return ece
+    return plot_reliability(bins, ece, out_dir / "reliability.png", f"Reliability on {split}")
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
@@ -140,8 +134,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     write_predictions(out_dir, image_paths(datamodule, split, queries.index), queries, names)
     figures = [("confusion matrix", "../confusion_matrix.png")]
     if is_classifier(model):  # calibration means something for softmax probabilities only
-        ece = write_reliability(out_dir, queries, cfg.eval.calibration_bins, split)
-        figures.insert(0, (f"reliability diagram (ECE {ece:.4f})", "../reliability.png"))
+        write_reliability(out_dir, queries, cfg.eval.calibration_bins, split, scores["ece"])
+        figures.insert(0, (f"reliability diagram (ECE {scores['ece']:.4f})",
+                           "../reliability.png"))
     confusions = most_confused(counts, names).head(cfg.eval.summary_pairs)
     errors = error_rows(model, datamodule, split, queries, gallery, cfg)
     write_error_report(out_dir / "errors", errors,
