@@ -154,3 +154,24 @@ def test_a_log_distribution_in_the_study_gives_a_log_axis(tmp_path):
     assert all(math.log10(float(t)) == pytest.approx(v, abs=0.01)
                for t, v in zip(lr["ticktext"], lr["tickvals"], strict=True))
     assert dims["model.backbone.dropout"]["values"] == board["model.backbone.dropout"].tolist()
+
+
+def test_a_kfold_cv_next_to_a_sweep(tmp_path, sweep_dir):
+    cv = tmp_path / "cv"
+    for job, (fold, lr) in enumerate([(0, 0.001), (1, 0.001), (0, 0.003), (1, 0.003)]):
+        acc = 0.6 + lr * 10 + fold / 100
+        fake_run(cv / str(job), ["data.kfold=2", f"data.fold={fold}", f"optimizer.lr={lr}"],
+                 {"val/acc_best": acc, "test/acc": acc})
+    out, board = compare(tmp_path, cv, sweep_dir)
+    # both multiruns have a job 0: the parent folders tell the runs apart
+    assert sorted(board.index) == [*(f"cv/{j}" for j in range(4)),
+                                   *(f"digits_optuna/{j}" for j in range(3))]
+    assert board.loc["digits_optuna/0", "data.fold"] == UNSET
+    assert board.loc["digits_optuna/2", "data.kfold"] == UNSET
+    assert board.loc["cv/2", "data.fold"] == "0"
+    by_config = pd.read_csv(out / "leaderboard_by_config.csv").set_index("configuration")
+    assert by_config["runs"].to_dict() == {"data.kfold=2,optimizer.lr=0.003": 2,
+                                           "data.kfold=2,optimizer.lr=0.001": 2}
+    dims = html_dimensions(out)
+    assert dims["data.fold"]["ticktext"][0] == UNSET
+    assert "optimizer.lr (log)" in dims  # the sweep's scale, for the CV's values too

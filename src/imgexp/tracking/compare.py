@@ -87,6 +87,15 @@ def load_run(run_dir: Path) -> dict:
             "wall_time_s": info.get("wall_time_s"), "search_space": _search_space(run_dir)}
 
 
+def label_runs(runs: list[dict]) -> None:
+    """Each run's name in the tables and legends: its folder, or parent/folder for every run
+    when two have the same folder name (two multiruns both have a job 0)."""
+    names = [r["run"].name for r in runs]
+    qualify = len(set(names)) < len(names)
+    for r in runs:
+        r["label"] = f"{r['run'].parent.name}/{r['run'].name}" if qualify else r["run"].name
+
+
 def _varying(runs: list[dict]) -> tuple[list[str], list[str]]:
     """Parameter keys whose value differs between runs, and the overrides all runs share."""
     keys = sorted({k for r in runs for k in r["params"]})
@@ -99,7 +108,7 @@ def leaderboard(runs: list[dict], metrics: list[str], mode: str) -> pd.DataFrame
     varying, shared = _varying(runs)
     rows = []
     for r in runs:
-        row = {"run": r["run"].name, "status": r["status"],
+        row = {"run": r["label"], "status": r["status"],
                "overrides": " ".join(o for o in r["overrides"] if o not in shared)}
         row.update({k: r["params"].get(k, UNSET) for k in varying})
         row.update({m: r["metrics"].get(m) for m in metrics})
@@ -183,6 +192,7 @@ def compare_runs(cfg: DictConfig, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = list(cfg.metrics)
     runs = [load_run(d) for d in find_runs(list(cfg.dirs))]
+    label_runs(runs)
     board = leaderboard(runs, metrics, cfg.mode)
     written = [_atomic_write(out_dir / "leaderboard.csv", board.to_csv(index=False))]
     _, shared = _varying(runs)

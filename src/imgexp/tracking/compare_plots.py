@@ -48,7 +48,7 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> Path:
             continue
         ax.plot(curve.index, curve.values, marker="o", markersize=3,
                 linestyle="--" if r["status"] == "PRUNED" else "-",
-                label=r["run"].name if i < MAX_LEGEND else None)
+                label=r["label"] if i < MAX_LEGEND else None)
     ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch ({len(runs)} runs; "
                                                 "dashed: pruned)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
