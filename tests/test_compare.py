@@ -16,7 +16,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from conftest import compose_config
 from hydra_plugins.imgexp_optuna_sweeper._results import write_results
 from imgexp.tracking.compare import compare_runs
-from imgexp.tracking.compare_plots import UNSET
+from imgexp.tracking.compare_plots import UNSET, parallel_coordinates_figure
 
 LR_SPACE = "tag(log, interval(1e-5, 3e-2))"
 
@@ -175,3 +175,14 @@ def test_a_kfold_cv_next_to_a_sweep(tmp_path, sweep_dir):
     dims = html_dimensions(out)
     assert dims["data.fold"]["ticktext"][0] == UNSET
     assert "optimizer.lr (log)" in dims  # the sweep's scale, for the CV's values too
+
+
+def test_log_ticks_are_whole_decades_and_a_constant_column_has_one_tick():
+    board = pd.DataFrame({"run": ["0", "1", "2", "b"], "optimizer.lr": [1.6e-5, 2e-4, 1.2e-3, UNSET],
+                          "data.image_size": [UNSET, UNSET, UNSET, 16],
+                          "val/acc_best": [0.1, 0.2, 0.3, 0.4]})
+    fig = parallel_coordinates_figure(board, "val/acc_best", frozenset({"optimizer.lr"}))
+    dims = {d["label"]: d for d in fig.to_plotly_json()["data"][0]["dimensions"]}
+    assert dims["optimizer.lr (log)"]["ticktext"] == [UNSET, "0.0001", "0.001"]
+    assert dims["optimizer.lr (log)"]["tickvals"][1:] == [-4.0, -3.0]
+    assert dims["data.image_size"]["ticktext"] == [UNSET, "16"]

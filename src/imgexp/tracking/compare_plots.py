@@ -1,6 +1,7 @@
 """The pictures of imgexp-compare: per-epoch curves, parallel coordinates, Optuna importances."""
 
 import logging
+import math
 from pathlib import Path
 
 import matplotlib
@@ -81,8 +82,10 @@ def _numeric_dimension(label: str, numbers: list[float], unset: list[bool], log:
     if not log and not any(unset):
         return {"label": label, "values": shown.tolist()}
     lo, hi = float(shown.min()), float(shown.max())
-    ticks = [t for t in MaxNLocator(nbins=5, integer=log and hi - lo >= 2).tick_values(lo, hi)
-             if lo - 1e-9 <= t <= hi + 1e-9]
+    # whole decades on a log axis as soon as two fall in the range
+    decades = log and math.floor(hi) - math.ceil(lo) >= 1
+    ticks = [float(t) for t in MaxNLocator(nbins=5, integer=decades).tick_values(lo, hi)
+             if lo - 1e-9 <= t <= hi + 1e-9] if hi > lo else []
     ticks = ticks if len(ticks) >= 2 else sorted({lo, hi})
     text = [f"{10 ** t:.3g}" if log else f"{t:.6g}" for t in ticks]
     values, below = iter(shown.tolist()), lo - 0.15 * ((hi - lo) or 1.0)
