@@ -36,7 +36,7 @@ def triplet_eval(triplet_run, tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_embedding_eval_reports_retrieval_and_matches_training(triplet_run, triplet_eval):
-    _, metrics = triplet_eval
+    out, metrics = triplet_eval
     trained = json.loads((triplet_run / "metrics.json").read_text())
     # the checkpoint's gallery is the train split embedded by the same weights, so the
     # k-NN vote of predict_proba and the freshly computed k-NN accuracy agree
@@ -45,6 +45,7 @@ def test_embedding_eval_reports_retrieval_and_matches_training(triplet_run, trip
         assert metrics[key] == pytest.approx(trained[key], abs=1e-4), key
     assert 0 < metrics["test/map_at_r"] <= metrics["test/retrieval_map"] <= 1
     assert "test/log_loss" not in metrics and "test/ece" not in metrics
+    assert not (out / "reliability.png").exists()  # no softmax: no calibration to draw
 
 
 def test_embedding_error_report_shows_nearest_gallery_images(triplet_eval):

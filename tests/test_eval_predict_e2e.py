@@ -67,6 +67,7 @@ class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
         self.images, self.links, self.error_rows, self._in_errors = [], [], 0, False
+        self.error_images, self.anchors = [], []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -76,6 +77,10 @@ class _Page(HTMLParser):
             self.error_rows += 1
         if tag == "img":
             self.images.append(attrs["src"])
+            if self._in_errors:
+                self.error_images.append(attrs["src"])
+        if tag == "a" and attrs.get("href", "#") != "#":
+            self.anchors.append(attrs["href"])
         if tag in ("link", "script") and (attrs.get("href") or attrs.get("src")):
             self.links.append(attrs.get("href") or attrs.get("src"))
 
@@ -87,10 +92,28 @@ def test_errors_html_has_one_row_per_error_and_every_image_resolves(eval_dir):
     predictions = pd.read_csv(eval_dir / "predictions.csv", dtype={"label": str, "predicted": str})
     n_wrong = int((predictions["label"] != predictions["predicted"]).sum())
     assert n_wrong > 0 and page.error_rows == n_wrong
-    assert len(page.images) == n_wrong and page.links == []  # nothing fetched from outside
+    assert len(page.error_images) == n_wrong and page.links == []  # nothing fetched from outside
     for src in page.images:
         assert not src.startswith(("http:", "https:", "/")), src
         assert (page_path.parent / src).is_file(), src
+
+
+def test_eval_writes_a_reliability_diagram_that_agrees_with_the_ece(eval_dir):
+    from imgexp.evaluation.calibration import expected_calibration_error
+
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    bins = pd.read_csv(eval_dir / "reliability.csv")
+    assert len(bins) in (15, 16)  # eval.calibration_bins, + the bin of exact ones if used
+    assert bins["count"].sum() == metrics["test/n_images"]
+    assert expected_calibration_error(bins) == pytest.approx(metrics["test/ece"], abs=1e-6)
+    assert (eval_dir / "reliability.png").stat().st_size > 5000
+    page_path = eval_dir / "errors" / "errors.html"
+    page = _Page()
+    page.feed(page_path.read_text())
+    assert "../reliability.png" in page.anchors and "../reliability.png" in page.images
+    assert (page_path.parent / "../reliability.png").resolve() == \
+        (eval_dir / "reliability.png").resolve()
+    assert f"ECE {metrics['test/ece']:.4f}" in page_path.read_text()
 
 
 def test_errors_html_in_headless_chromium_sorts_and_filters(eval_dir):

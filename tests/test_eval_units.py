@@ -6,6 +6,11 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from imgexp.errors import ImgexpError
+from imgexp.evaluation.calibration import (
+    expected_calibration_error,
+    plot_reliability,
+    reliability_bins,
+)
 from imgexp.evaluation.confusion import confusion_counts, most_confused, normalise_rows
 from imgexp.evaluation.inference import Outputs
 from imgexp.evaluation.metrics import classification_scores, retrieval_map
@@ -80,6 +85,42 @@ def test_classification_scores_on_a_small_case():
     ece = sum(abs(conf[bins == b].mean() - hit[bins == b].mean()) * (bins == b).mean()
               for b in set(bins))
     assert s["ece"] == pytest.approx(ece, abs=1e-6)
+
+
+@pytest.mark.parametrize("n_bins", [5, 15])
+def test_reliability_bins_reproduce_the_reported_ece(n_bins, tmp_path):
+    """Fixed probabilities, with confidences of exactly 1.0 and on bin edges (0.6, 0.8)."""
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.full(4, 0.5), size=200)
+    proba[:12] = np.eye(4)[np.arange(12) % 4]            # confidence exactly 1.0
+    proba[12:20] = [0.6, 0.2, 0.1, 0.1]                  # on an edge when n_bins = 5
+    proba[20:26] = [0.1, 0.8, 0.05, 0.05]
+    labels = rng.integers(0, 4, size=200)
+    labels[:8] = np.arange(8) % 4                        # 8 of the 12 sure ones are right
+    bins = reliability_bins(labels, proba, n_bins)
+    reported = classification_scores(labels, proba, calibration_bins=n_bins)["ece"]
+    assert expected_calibration_error(bins) == pytest.approx(reported, abs=1e-6)
+    assert bins["count"].sum() == 200
+    # torchmetrics' own bin for confidences of exactly 1.0: the 12 one-hot rows, 8 right
+    sure = bins.iloc[n_bins]
+    assert (sure["bin_lower"], sure["bin_upper"], sure["count"]) == (1.0, 1.0, 12)
+    assert sure["accuracy"] == pytest.approx(8 / 12) and sure["gap"] == pytest.approx(1 / 3)
+    regular = bins.iloc[:n_bins]
+    assert np.allclose(regular["bin_upper"] - regular["bin_lower"], 1 / n_bins)
+    empty = regular["count"] == 0
+    assert regular.loc[empty, "accuracy"].isna().all()
+    full = regular[~empty]
+    assert full["confidence"].between(full["bin_lower"], full["bin_upper"]).all()
+    path = plot_reliability(bins, expected_calibration_error(bins), tmp_path / "r.png", "test")
+    assert path.stat().st_size > 5000
+
+
+def test_reliability_bins_leave_out_the_empty_bin_of_exact_ones():
+    labels, proba = np.array([0, 1]), np.array([[0.7, 0.3], [0.6, 0.4]])
+    bins = reliability_bins(labels, proba, 10)
+    assert len(bins) == 10 and bins["count"].tolist() == [0] * 6 + [1, 1, 0, 0]
+    # 0.7 right (gap -0.3), 0.6 wrong (gap 0.6), one image each
+    assert expected_calibration_error(bins) == pytest.approx((0.3 + 0.6) / 2, abs=1e-6)
 
 
 def test_confusion_rows_sum_to_supports_and_pairs_are_ranked():

@@ -1,5 +1,6 @@
 """imgexp-eval's work: score a checkpoint on one split of its data and write metrics.json,
-the per-class tables, the confusion matrix and the error report into the run directory."""
+the per-class tables, the confusion matrix, the reliability diagram and the error report into
+the run directory."""
 
 import logging
 import time
@@ -9,9 +10,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from imgexp.atomic import write_json_atomic, write_text_atomic
+from imgexp.atomic import write_frame_atomic, write_json_atomic, write_text_atomic
 from imgexp.data import ImageDataModule
 from imgexp.errors import ImgexpError
+from imgexp.evaluation.calibration import plot_reliability, reliability_bins
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
 from imgexp.evaluation.confusion import most_confused, write_confusion_files
 from imgexp.evaluation.inference import Outputs, is_classifier, pick_device, run_model
@@ -90,6 +92,14 @@ def write_predictions(out_dir: Path, paths: list[Path], queries: Outputs, names:
     write_text_atomic(out_dir / "predictions.csv", table.to_csv(index=False))
 
 
+def write_reliability(out_dir: Path, queries: Outputs, n_bins: int, split: str, ece: float
+                      ) -> Path:
+    """reliability.csv (the bins: they give back `ece`, metrics.json's) and reliability.png."""
+    bins = reliability_bins(queries.labels, queries.proba, n_bins)
+    write_frame_atomic(bins, out_dir / "reliability.csv")
+    return plot_reliability(bins, ece, out_dir / "reliability.png", f"Reliability on {split}")
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
@@ -122,12 +132,17 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     pred = queries.proba.argmax(1)
     counts = write_confusion_files(out_dir, queries.labels, pred, names, split)
     write_predictions(out_dir, image_paths(datamodule, split, queries.index), queries, names)
+    figures = [("confusion matrix", "../confusion_matrix.png")]
+    if is_classifier(model):  # calibration means something for softmax probabilities only
+        write_reliability(out_dir, queries, cfg.eval.calibration_bins, split, scores["ece"])
+        figures.insert(0, (f"reliability diagram (ECE {scores['ece']:.4f})",
+                           "../reliability.png"))
     confusions = most_confused(counts, names).head(cfg.eval.summary_pairs)
     errors = error_rows(model, datamodule, split, queries, gallery, cfg)
     write_error_report(out_dir / "errors", errors,
                        list(confusions[["true", "predicted", "count"]].itertuples(index=False)),
                        f"Errors on {split}: {Path(cfg.ckpt_path).name}", len(queries.index),
-                       cfg.eval.thumbnail_size)
+                       cfg.eval.thumbnail_size, figures)
     if cfg.log_to_run:
         for target in log_to_run_loggers(cfg.ckpt_path, metrics):
             log.info("metrics also logged to %s", target)

@@ -78,8 +78,10 @@ def _row(i: int, err: ErrorRow, thumbs: _Thumbnails) -> str:
 
 
 def write_error_report(folder: Path, errors: list[ErrorRow], confusions: list[tuple[str, str, int]],
-                       title: str, total: int, thumbnail_size: int = 96) -> Path:
-    """folder/errors.html + folder/images/; `confusions` = (true, predicted, count), ranked."""
+                       title: str, total: int, thumbnail_size: int = 96,
+                       figures: list[tuple[str, str]] = ()) -> Path:
+    """folder/errors.html + folder/images/; `confusions` = (true, predicted, count), ranked;
+    `figures` = (caption, path relative to folder) of the run's plots, shown and linked."""
     thumbs = _Thumbnails(folder, thumbnail_size)
     e = html.escape
     with_neighbours = any(err.neighbours for err in errors)
@@ -93,8 +95,12 @@ def write_error_report(folder: Path, errors: list[ErrorRow], confusions: list[tu
     summary = "\n".join(
         f'<tr><td><a href="#" data-pair="{e(pair_label(t, p))}">{e(pair_label(t, p))}</a></td>'
         f"<td>{n}</td></tr>" for t, p, n in confusions)
+    plots = "\n".join(
+        f'<figure class="plot"><a href="{e(ref)}"><img src="{e(ref)}" alt="{e(caption)}"></a>'
+        f"<figcaption>{e(caption)}</figcaption></figure>" for caption, ref in figures)
     options = "".join(f"<option>{e(pair_label(t, p))}</option>" for t, p, _ in confusions)
     page = PAGE.format(title=e(title), n_errors=len(errors), total=total, summary=summary,
+                       plots=plots,
                        options=options, head=head, body=body, size=thumbnail_size,
                        half=thumbnail_size * 2 // 3)
     return write_text_atomic(folder / "errors.html", page)
@@ -117,10 +123,12 @@ figure {{ display: inline-block; margin: 2px; text-align: center; font-size: 80%
 td.path {{ font-size: 75%; color: #555; word-break: break-all; max-width: 30em; }}
 .missing {{ color: #a00; }}
 #summary td {{ padding: 2px 8px; }}
+figure.plot img {{ width: auto; height: auto; max-width: 40em; max-height: 40em; }}
 </style></head>
 <body>
 <h1>{title}</h1>
 <p><b id="n-errors">{n_errors}</b> misclassified of {total} images.</p>
+<div id="plots">{plots}</div>
 <h2>Most frequent confusions (true \u2192 predicted)</h2>
 <table id="summary"><tr><th>pair</th><th>errors</th></tr>
 {summary}

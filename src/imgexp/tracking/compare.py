@@ -1,7 +1,8 @@
 """Collect run directories (single runs or multiruns) into one table and write the comparison.
 
 A run is any folder with `.hydra/config.yaml`; its row comes from `.hydra/overrides.yaml`
-(the hyperparameters), `metrics.json`, `run_info.json` and `csv/metrics.csv` (the curves).
+(the hyperparameters), `metrics.json`, `run_info.json` and `csv/metrics.csv` (the curves);
+`.hydra/hydra.yaml` holds the sweep's search space (which parameters are on a log scale).
 """
 
 import json
@@ -9,12 +10,20 @@ import logging
 import math
 from pathlib import Path
 
+import optuna
 import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.imgexp_optuna_sweeper._search_space import parse_search_space
 from imgexp.errors import ImgexpError
-from imgexp.tracking.compare_plots import plot_curves, plot_importance, plot_parallel_coordinates
+from imgexp.tracking.compare_plots import (
+    UNSET,
+    plot_curves,
+    plot_importance,
+    plot_parallel_coordinates,
+)
 from imgexp.tracking.wandb_run import INTERNAL_KEYS, configuration_of
 
 log = logging.getLogger(__name__)
@@ -49,6 +58,22 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _search_space(run_dir: Path) -> dict:
+    """The Optuna distributions of the sweep config the run was launched by (hparams_search's
+    `hydra.sweeper.params`); {} for a single run or a sweeper without params."""
+    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
+    params = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.sweeper.params") \
+        if hydra_yaml.is_file() else None
+    if not params:
+        return {}
+    params = OmegaConf.to_container(params, resolve=False)
+    try:
+        return parse_search_space([f"{k}={v}" for k, v in params.items()])[0]
+    except (ValueError, HydraException) as exc:  # e.g. a basic sweeper's glob(): no scale then
+        log.info("%s: search space not read (%s)", hydra_yaml, exc)
+        return {}
+
+
 def load_run(run_dir: Path) -> dict:
     overrides = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
     parsed = OverridesParser.create().parse_overrides(overrides)
@@ -59,7 +84,16 @@ def load_run(run_dir: Path) -> dict:
     status = ("PRUNED" if metrics.get("trial/pruned") else "COMPLETE" if metrics else "FAIL")
     return {"run": run_dir, "overrides": overrides, "params": params, "metrics": metrics,
             "status": status, "epochs": metrics.get("epochs"),
-            "wall_time_s": info.get("wall_time_s")}
+            "wall_time_s": info.get("wall_time_s"), "search_space": _search_space(run_dir)}
+
+
+def label_runs(runs: list[dict]) -> None:
+    """Each run's name in the tables and legends: its folder, or parent/folder for every run
+    when two have the same folder name (two multiruns both have a job 0)."""
+    names = [r["run"].name for r in runs]
+    qualify = len(set(names)) < len(names)
+    for r in runs:
+        r["label"] = f"{r['run'].parent.name}/{r['run'].name}" if qualify else r["run"].name
 
 
 def _varying(runs: list[dict]) -> tuple[list[str], list[str]]:
@@ -74,9 +108,9 @@ def leaderboard(runs: list[dict], metrics: list[str], mode: str) -> pd.DataFrame
     varying, shared = _varying(runs)
     rows = []
     for r in runs:
-        row = {"run": r["run"].name, "status": r["status"],
+        row = {"run": r["label"], "status": r["status"],
                "overrides": " ".join(o for o in r["overrides"] if o not in shared)}
-        row.update({k: r["params"].get(k) for k in varying})
+        row.update({k: r["params"].get(k, UNSET) for k in varying})
         row.update({m: r["metrics"].get(m) for m in metrics})
         row.update(epochs=r["epochs"], wall_time_s=r["wall_time_s"], path=str(r["run"]))
         rows.append(row)
@@ -104,6 +138,27 @@ def by_configuration(runs: list[dict], metrics: list[str], replicate_keys) -> pd
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values(f"{metrics[0]} mean", ascending=False) if rows else table
+
+
+def load_studies(results_files: list[Path]) -> list[optuna.Study]:
+    """The Optuna studies named by optimization_results.yaml files (a storage that is gone or
+    moved is warned about and skipped: the leaderboard does not need it)."""
+    studies = []
+    for results in results_files:
+        meta = OmegaConf.load(results)
+        try:
+            studies.append(optuna.load_study(study_name=meta.study_name, storage=meta.storage))
+        except (ValueError, RuntimeError, KeyError) as exc:
+            log.warning("study of %s not loaded (no importances): %s", results.parent, exc)
+    return studies
+
+
+def log_scale_params(runs: list[dict], studies: list[optuna.Study]) -> frozenset[str]:
+    """Hyperparameters searched on a log scale: `tag(log, ...)` in a run's sweep config, or a
+    log distribution in a study (which also knows the search space given on the command line)."""
+    spaces = [r["search_space"] for r in runs]
+    spaces += [t.distributions for s in studies for t in s.get_trials(deepcopy=False)]
+    return frozenset(k for space in spaces for k, d in space.items() if getattr(d, "log", False))
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -137,6 +192,7 @@ def compare_runs(cfg: DictConfig, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = list(cfg.metrics)
     runs = [load_run(d) for d in find_runs(list(cfg.dirs))]
+    label_runs(runs)
     board = leaderboard(runs, metrics, cfg.mode)
     written = [_atomic_write(out_dir / "leaderboard.csv", board.to_csv(index=False))]
     _, shared = _varying(runs)
@@ -151,12 +207,13 @@ def compare_runs(cfg: DictConfig, out_dir: Path) -> list[Path]:
                _markdown(_mean_std_table(configs, metrics))]
     written.append(_atomic_write(out_dir / "leaderboard.md", "\n".join(md)))
     written.append(plot_curves(runs, cfg.curve_metric, out_dir / "curves.png"))
+    studies = load_studies([Path(d) / "optimization_results.yaml" for d in cfg.dirs
+                            if (Path(d) / "optimization_results.yaml").is_file()])
     written.append(plot_parallel_coordinates(board, metrics[0], out_dir /
-                                             "parallel_coordinates.html"))
-    studies = [Path(d) / "optimization_results.yaml" for d in cfg.dirs
-               if (Path(d) / "optimization_results.yaml").is_file()]
+                                             "parallel_coordinates.html",
+                                             log_scale_params(runs, studies)))
     if studies:
         written.append(plot_importance(studies, out_dir / "importance.png"))
     else:
-        log.info("no optimization_results.yaml among dirs: no Optuna study, no importance.png")
+        log.info("no Optuna study among dirs (optimization_results.yaml): no importance.png")
     return [p for p in written if p is not None]
