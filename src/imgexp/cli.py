@@ -15,12 +15,11 @@ from collections.abc import Callable
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from imgexp.errors import ImgexpError
 from imgexp.paths import CONFIG_DIR
-
 
 # Lightning's info lines nobody acts on: device inventory, an advert, an internal step count
 LIGHTNING_NOISE = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:",
@@ -61,13 +60,27 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def missing_value_error(exc: MissingMandatoryValue | InterpolationToMissingValueError
-                        ) -> ImgexpError:
-    """`???` left in the config (directly or through an interpolation): name the key."""
+# what to write after `key=` in the error, by the key's last part
+EXAMPLES = {"root": "/path/to/images", "gallery": "/path/to/images",
+            "manifest": "/path/to/manifest.csv", "ckpt_path": "RUN/checkpoints/best.ckpt",
+            "dirs": "'[RUN_OR_SWEEP_DIR,...]'", "name": "convnext_tiny"}
+
+
+def _example(key: str) -> str:
+    return EXAMPLES.get(key.rsplit(".", 1)[-1], "VALUE")
+
+
+def unset_keys_error(keys: list[str]) -> ImgexpError:
+    """`???` left in the config: name the keys and show how to set them."""
+    verb = "is" if len(keys) == 1 else "are"
+    return ImgexpError(f"{', '.join(keys)} {verb} not set: pass "
+                       + " ".join(f"{key}={_example(key)}" for key in keys))
+
+
+def _missing_key(exc: MissingMandatoryValue | InterpolationToMissingValueError) -> str:
+    """The `???` key itself (for an interpolation, the one it points to)."""
     missing = exc.__context__ if isinstance(exc.__context__, MissingMandatoryValue) else exc
-    key = missing.full_key or exc.full_key or "a mandatory value"
-    hint = "/path/to/images" if key.endswith(("root", "_dir", "gallery", "input")) else "VALUE"
-    return ImgexpError(f"{key} is not set: pass {key}={hint}")
+    return missing.full_key or exc.full_key or "a mandatory value"
 
 
 def stage_main(config_name: str) -> Callable:
@@ -83,10 +96,13 @@ def stage_main(config_name: str) -> Callable:
         @functools.wraps(fn)
         def main(cfg: DictConfig):
             try:
+                # checked before the stage imports its libraries: the answer comes at once
+                if missing := sorted(OmegaConf.missing_keys(cfg)):
+                    raise unset_keys_error(missing)
                 try:
                     return fn(cfg)
                 except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:
-                    raise missing_value_error(exc) from exc
+                    raise unset_keys_error([_missing_key(exc)]) from exc
             except ImgexpError as exc:
                 if _in_multirun():
                     raise

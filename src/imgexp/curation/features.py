@@ -20,12 +20,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from imgexp.curation.feature_cache import FolderCache, hash_files
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.errors import ImgexpError
 from imgexp.models.module import IMAGENET_MEAN, IMAGENET_STD
+from imgexp.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -187,7 +187,7 @@ def extract_features(paths: list[str | Path], extractor: FeatureExtractor,
             caches[folder].append([hashes[i] for i in idx], np.stack([rows[i] for i in idx]))
 
     if todo:
-        bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
+        bar = progress_bar(total=len(todo), desc="features", unit="img", enabled=progress)
         for batch in _loader([paths[i] for i in todo], extractor, batch_size, num_workers):
             for entry in batch["skipped"]:
                 log.warning("skipping unreadable image %s", entry)
