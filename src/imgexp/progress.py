@@ -7,6 +7,7 @@ with its `progress` option (`<stage>.progress=false`; `trainer.enable_progress_b
 training, whose per-epoch lines are imgexp.callbacks.progress).
 """
 
+import io
 import logging
 import sys
 from typing import TextIO
@@ -30,6 +31,7 @@ class _LogLines(tqdm):
 
     def __init__(self, *args, **kwargs):
         self._shown = 0
+        kwargs["file"] = io.StringIO()  # what tqdm itself writes (line ends) goes nowhere
         super().__init__(*args, mininterval=0, miniters=1, bar_format=LINE_FORMAT, **kwargs)
 
     def display(self, msg=None, pos=None):

@@ -10,6 +10,7 @@ Public API (also used by the web app to embed its gallery):
 import hashlib
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,6 +30,7 @@ from imgexp.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "bf16", "fp32")
+PRECISION_ENV = "IMGEXP_PRECISION"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -38,11 +40,18 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto -> bf16 where the hardware computes it natively (else it is slower than fp32)."""
+    """auto -> bf16 where the hardware computes it natively (else it is slower than fp32);
+    $IMGEXP_PRECISION=bf16|fp32 decides `auto` instead (to run the tests either way)."""
     if precision not in PRECISIONS:
         raise ImgexpError(f"select.precision={precision!r} is not an option: use {PRECISIONS}")
     if precision != "auto":
         return precision
+    forced = os.environ.get(PRECISION_ENV)
+    if forced:
+        if forced not in PRECISIONS[1:]:
+            raise ImgexpError(f"{PRECISION_ENV}={forced!r} is not an option: use bf16 or fp32 "
+                              "(or unset it)")
+        return forced
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
