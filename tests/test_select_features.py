@@ -4,9 +4,11 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from imgexp.curation.features import FeatureExtractor, extract_features
+from imgexp.curation.features import FeatureExtractor, extract_features, resolve_precision
+from imgexp.errors import ImgexpError
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,9 @@ def files(root):
 
 def test_checkpoint_extractor_gives_the_models_embeddings(extractor, digits_ckpt, small_digits):
     assert extractor.image_size == 16 and "mode=embed" in extractor.identity
-    assert "size=16" in extractor.identity and "precision=fp32" in extractor.identity
+    # auto resolves per machine (bf16 where the CPU has it natively); the cache key says which
+    assert extractor.precision in ("bf16", "fp32")
+    assert f"size=16|precision={extractor.precision}" in extractor.identity
     feats, stats = extract_features(files(small_digits), extractor, batch_size=16, progress=False)
     assert feats.shape == (60, 128) and feats.dtype == np.float32
     assert np.allclose(np.linalg.norm(feats, axis=1), 1, atol=1e-5)  # embed is L2-normalised
@@ -123,3 +127,14 @@ def test_export_csv_writes_the_seeds_feature_csv(extractor, small_digits, tmp_pa
     assert len(table) == 60 and list(table.columns[:2]) == ["file", "sha256"]
     assert table.shape[1] == 2 + feats.shape[1]
     assert not list(small_digits.rglob("*.csv"))  # nothing written next to the images
+
+
+def test_imgexp_precision_decides_auto_and_nothing_else(monkeypatch):
+    cpu = torch.device("cpu")
+    for forced in ("bf16", "fp32"):
+        monkeypatch.setenv("IMGEXP_PRECISION", forced)
+        assert resolve_precision("auto", cpu) == forced
+        assert resolve_precision("fp32", cpu) == "fp32"  # an explicit choice still wins
+    monkeypatch.setenv("IMGEXP_PRECISION", "fp16")
+    with pytest.raises(ImgexpError, match="IMGEXP_PRECISION='fp16' is not an option"):
+        resolve_precision("auto", cpu)

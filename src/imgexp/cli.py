@@ -1,31 +1,94 @@
 """What every stage's entry point shares: Hydra main with the project's conf/, and user errors
-shown as one line instead of a traceback."""
+shown as one line instead of a traceback.
+
+Only Hydra and the standard library are imported here and in the entry modules: each stage
+imports its heavy libraries (torch, Lightning, pandas...) inside its task function, so that
+`--help`, `--cfg job` and a mistyped override answer at once.
+"""
 
 import functools
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
 from imgexp.errors import ImgexpError
 from imgexp.paths import CONFIG_DIR
 
-log = logging.getLogger("imgexp")
+# Lightning's info lines nobody acts on: device inventory, an advert, an internal step count
+LIGHTNING_NOISE = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:",
+                   "Loading `train_dataloader` to estimate number of stepping batches")
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]):
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
+def quiet_libraries() -> None:
+    """Keep what libraries print to what a user can act on; idempotent.
+
+    Call it once the stage's libraries are imported: Lightning and torchmetrics attach console
+    handlers of their own at import, which print every line a second time next to Hydra's.
+    """
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(LIGHTNING_NOISE))
+    # Lightning's own pytree helper still uses the LeafSpec torch deprecated: not ours to fix
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning)
+    if "lightning" in sys.modules:
+        logging.getLogger("lightning").removeHandler(sys.modules["lightning"]._console)
+    if "torchmetrics" in sys.modules:
+        logger = logging.getLogger("torchmetrics")
+        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+            logger.removeHandler(handler)
 
 
 def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+# what to write after `key=` in the error, by the key's last part
+EXAMPLES = {"root": "/path/to/images", "gallery": "/path/to/images",
+            "manifest": "/path/to/manifest.csv", "ckpt_path": "RUN/checkpoints/best.ckpt",
+            "dirs": "'[RUN_OR_SWEEP_DIR,...]'", "name": "convnext_tiny"}
+
+
+def _example(key: str) -> str:
+    return EXAMPLES.get(key.rsplit(".", 1)[-1], "VALUE")
+
+
+def unset_keys_error(keys: list[str]) -> ImgexpError:
+    """`???` left in the config: name the keys and show how to set them."""
+    verb = "is" if len(keys) == 1 else "are"
+    return ImgexpError(f"{', '.join(keys)} {verb} not set: pass "
+                       + " ".join(f"{key}={_example(key)}" for key in keys))
+
+
+def _missing_key(exc: MissingMandatoryValue | InterpolationToMissingValueError) -> str:
+    """The `???` key itself (for an interpolation, the one it points to)."""
+    missing = exc.__context__ if isinstance(exc.__context__, MissingMandatoryValue) else exc
+    return missing.full_key or exc.full_key or "a mandatory value"
+
+
 def stage_main(config_name: str) -> Callable:
     """Decorate `fn(cfg)` into a Hydra app reading conf/<config_name>.yaml.
 
-    In a single run an ImgexpError exits with status 1 after one line on stderr; in a multirun
-    it is raised so the sweeper records the job as failed and carries on.
+    In a single run an ImgexpError (or a mandatory `???` key left unset) exits with status 1
+    after one line on stderr; in a multirun it is raised so the sweeper records the job as
+    failed and carries on.
     """
 
     def decorate(fn: Callable[[DictConfig], object]) -> Callable[[], None]:
@@ -33,11 +96,16 @@ def stage_main(config_name: str) -> Callable:
         @functools.wraps(fn)
         def main(cfg: DictConfig):
             try:
-                return fn(cfg)
+                # checked before the stage imports its libraries: the answer comes at once
+                if missing := sorted(OmegaConf.missing_keys(cfg)):
+                    raise unset_keys_error(missing)
+                try:
+                    return fn(cfg)
+                except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:
+                    raise unset_keys_error([_missing_key(exc)]) from exc
             except ImgexpError as exc:
                 if _in_multirun():
                     raise
-                log.error("%s", exc)
                 print(f"error: {exc}", file=sys.stderr)
                 sys.exit(1)
 

@@ -4,12 +4,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import stage_main
-from imgexp.tracking.compare import compare_runs
+from imgexp.cli import quiet_libraries, stage_main
 
 
 @stage_main("compare")
 def main(cfg: DictConfig) -> None:
+    from imgexp.tracking.compare import compare_runs
+
+    quiet_libraries()
     written = compare_runs(cfg, Path(cfg.paths.output_dir))
     print(f"\ncompared runs -> {cfg.paths.output_dir}")
     for path in written:

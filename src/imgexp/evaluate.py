@@ -4,12 +4,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import stage_main
-from imgexp.evaluation.eval_run import evaluate_checkpoint
+from imgexp.cli import quiet_libraries, stage_main
 
 
 @stage_main("eval")
 def main(cfg: DictConfig) -> float:
+    from imgexp.evaluation.eval_run import evaluate_checkpoint
+
+    quiet_libraries()
     metrics = evaluate_checkpoint(cfg)
     out_dir = Path(cfg.paths.output_dir)
     print(f"\neval directory: {out_dir}")

@@ -5,13 +5,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import stage_main
+from imgexp.cli import quiet_libraries, stage_main
 from imgexp.errors import ImgexpError
-from imgexp.explain.pipeline import print_layers, run
 
 
 @stage_main("explain")
 def main(cfg: DictConfig) -> None:
+    from imgexp.explain.pipeline import print_layers, run
+
+    quiet_libraries()
     if not cfg.get("ckpt_path"):
         raise ImgexpError("ckpt_path is not set: imgexp-explain "
                           "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")

@@ -3,13 +3,15 @@ target false-reject rate (threshold_for_frr=0.05)."""
 
 from omegaconf import DictConfig
 
-from imgexp.cli import stage_main
+from imgexp.cli import quiet_libraries, stage_main
 from imgexp.errors import ImgexpError
-from imgexp.evaluation.predict import predict_folder, validation_threshold
 
 
 @stage_main("predict")
 def main(cfg: DictConfig) -> None:
+    from imgexp.evaluation.predict import predict_folder, validation_threshold
+
+    quiet_libraries()
     if cfg.threshold_for_frr is not None:
         found = validation_threshold(cfg)
         print(f"predict.unknown_threshold={found['threshold']:.6g}  (predict.ood={found['ood']}: "

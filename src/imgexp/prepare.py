@@ -3,12 +3,14 @@ manifest.csv for `imgexp-train data=manifest`; `prepare.restore=true` undoes a q
 
 from omegaconf import DictConfig
 
-from imgexp.cli import stage_main
-from imgexp.curation.pipeline import run_prepare
+from imgexp.cli import quiet_libraries, stage_main
 
 
 @stage_main("prepare")
 def main(cfg: DictConfig) -> None:
+    from imgexp.curation.pipeline import run_prepare
+
+    quiet_libraries()
     run_prepare(cfg)
 
 

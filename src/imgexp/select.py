@@ -4,8 +4,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import stage_main
-from imgexp.curation.stage import run_select
+from imgexp.cli import quiet_libraries, stage_main
 
 
 def report(summary: dict, run_dir: Path) -> None:
@@ -28,6 +27,9 @@ def report(summary: dict, run_dir: Path) -> None:
 
 @stage_main("select")
 def main(cfg: DictConfig) -> None:
+    from imgexp.curation.stage import run_select
+
+    quiet_libraries()
     report(run_select(cfg), Path(cfg.paths.output_dir))
 
 

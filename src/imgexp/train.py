@@ -4,8 +4,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import stage_main
-from imgexp.fit import fit_and_test
+from imgexp.cli import quiet_libraries, stage_main
 
 
 def report(metrics: dict, run_dir: Path) -> None:
@@ -21,6 +20,9 @@ def report(metrics: dict, run_dir: Path) -> None:
 
 @stage_main("train")
 def main(cfg: DictConfig) -> float | None:
+    from imgexp.fit import fit_and_test
+
+    quiet_libraries()
     metrics = fit_and_test(cfg)
     report(metrics, Path(cfg.paths.output_dir))
     value = metrics.get(cfg.get("optimized_metric") or "")

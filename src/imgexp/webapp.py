@@ -8,10 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.app.settings import ENV_VAR, AppSettings, write_settings
-from imgexp.cli import stage_main
+from imgexp.cli import quiet_libraries, stage_main
 from imgexp.errors import ImgexpError
-from imgexp.models.factory import read_checkpoint
 
 PAGE_SCRIPT = Path(__file__).parent / "app" / "streamlit_app.py"
 SETTING_KEYS = ("ckpt_path", "gallery", "cache_dir", "unknown_threshold", "compare_threshold",
@@ -29,6 +27,10 @@ def streamlit_command(cfg: DictConfig) -> list[str]:
 
 @stage_main("app")
 def main(cfg: DictConfig) -> None:
+    from imgexp.app.settings import ENV_VAR, AppSettings, write_settings
+    from imgexp.models.factory import read_checkpoint
+
+    quiet_libraries()
     read_checkpoint(cfg.ckpt_path)  # fail here, in one line, rather than in the browser
     if not Path(cfg.gallery).is_dir():
         raise ImgexpError(f"gallery {cfg.gallery} is not a folder: set gallery=DIR")

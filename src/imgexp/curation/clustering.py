@@ -12,9 +12,9 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import pairwise_distances, silhouette_score
-from tqdm.auto import tqdm
 
 from imgexp.errors import ImgexpError
+from imgexp.progress import progress
 
 log = logging.getLogger(__name__)
 METHODS = ("auto", "kmeans", "minibatch", "faiss")
@@ -94,7 +94,8 @@ def distances_to_centroids(x: np.ndarray, labels: np.ndarray, centroids: np.ndar
 
 
 def choose_k(x: np.ndarray, candidates: list[int], method: str, minibatch_above: int,
-             seed: int, max_sample: int = 10_000) -> tuple[int, list[dict]]:
+             seed: int, max_sample: int = 10_000, show_progress: bool = True
+             ) -> tuple[int, list[dict]]:
     """k with the best silhouette on a sample (silhouette is O(n^2)); the table for the plot."""
     rng = np.random.default_rng(seed)
     sample = x if len(x) <= max_sample else x[rng.choice(len(x), max_sample, replace=False)]
@@ -103,7 +104,7 @@ def choose_k(x: np.ndarray, candidates: list[int], method: str, minibatch_above:
         raise ImgexpError(f"select.auto_k has no usable k for {len(sample)} images: "
                           "give a range with 2 <= k < the number of images")
     table = []
-    for k in tqdm(candidates, desc="choosing k", unit="k"):
+    for k in progress(candidates, desc="choosing k", unit="k", enabled=show_progress):
         labels, centroids, _ = run_kmeans(sample, k, method, minibatch_above, seed)
         inertia = float(np.square(distances_to_centroids(sample, labels, centroids)).sum())
         score = float(silhouette_score(sample, labels, random_state=seed))
@@ -132,8 +133,9 @@ def diagnostics(labels: np.ndarray, centroids: np.ndarray, distances: np.ndarray
 
 def cluster_features(features: np.ndarray, n_clusters: int | str = 20, method: str = "auto",
                      minibatch_above: int = 20_000, pca_dim: int | None = None,
-                     auto_k: list[int] | None = None, seed: int = 0) -> Clusters:
-    steps = tqdm(total=4, desc="clustering", unit="step")
+                     auto_k: list[int] | None = None, seed: int = 0,
+                     show_progress: bool = True) -> Clusters:
+    steps = progress(total=4, desc="clustering", unit="step", enabled=show_progress)
     info: dict = {"pca_dim": pca_dim}
     space = features
     if pca_dim:
@@ -143,7 +145,7 @@ def cluster_features(features: np.ndarray, n_clusters: int | str = 20, method: s
     steps.update()
     if n_clusters == "auto":
         n_clusters, info["k_table"] = choose_k(space, list(auto_k or range(2, 31, 2)), method,
-                                               minibatch_above, seed)
+                                               minibatch_above, seed, show_progress=show_progress)
         log.info("n_clusters=auto: picked k=%d (best silhouette)", n_clusters)
     elif not isinstance(n_clusters, int):
         raise ImgexpError(f"select.n_clusters={n_clusters!r}: give a whole number or auto")

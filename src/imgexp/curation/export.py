@@ -9,10 +9,9 @@ import logging
 import os
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from imgexp.atomic import place_file
 from imgexp.errors import ImgexpError
+from imgexp.progress import progress
 
 log = logging.getLogger(__name__)
 MODES = ("none", "copy", "hardlink", "symlink")
@@ -29,8 +28,8 @@ def _already_there(src: Path, dst: Path) -> bool:
                       "select.export_dir or remove that file")
 
 
-def export_selection(root: Path, rel_paths: list[str], mode: str, export_dir: str | None
-                     ) -> dict:
+def export_selection(root: Path, rel_paths: list[str], mode: str, export_dir: str | None,
+                     show_progress: bool = True) -> dict:
     """-> {exported, already_there, export_dir}; rel_paths are relative to root."""
     if mode not in MODES:
         raise ImgexpError(f"select.export={mode!r} is not an option: use one of {MODES}")
@@ -43,7 +42,7 @@ def export_selection(root: Path, rel_paths: list[str], mode: str, export_dir: st
         raise ImgexpError(f"select.export_dir={export_dir} is inside the source folder {root}: "
                           "the source is never written to; pick a folder outside it")
     done = skipped = 0
-    for rel in tqdm(rel_paths, desc=f"export ({mode})", unit="img"):
+    for rel in progress(rel_paths, desc=f"export ({mode})", unit="img", enabled=show_progress):
         src, dst = source / rel, target / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if _already_there(src, dst):

@@ -10,6 +10,7 @@ Public API (also used by the web app to embed its gallery):
 import hashlib
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -20,15 +21,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from imgexp.curation.feature_cache import FolderCache, hash_files
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.errors import ImgexpError
 from imgexp.models.module import IMAGENET_MEAN, IMAGENET_STD
+from imgexp.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("auto", "bf16", "fp32")
+PRECISION_ENV = "IMGEXP_PRECISION"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -38,11 +40,18 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto -> bf16 where the hardware computes it natively (else it is slower than fp32)."""
+    """auto -> bf16 where the hardware computes it natively (else it is slower than fp32);
+    $IMGEXP_PRECISION=bf16|fp32 decides `auto` instead (to run the tests either way)."""
     if precision not in PRECISIONS:
         raise ImgexpError(f"select.precision={precision!r} is not an option: use {PRECISIONS}")
     if precision != "auto":
         return precision
+    forced = os.environ.get(PRECISION_ENV)
+    if forced:
+        if forced not in PRECISIONS[1:]:
+            raise ImgexpError(f"{PRECISION_ENV}={forced!r} is not an option: use bf16 or fp32 "
+                              "(or unset it)")
+        return forced
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
@@ -187,7 +196,7 @@ def extract_features(paths: list[str | Path], extractor: FeatureExtractor,
             caches[folder].append([hashes[i] for i in idx], np.stack([rows[i] for i in idx]))
 
     if todo:
-        bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
+        bar = progress_bar(total=len(todo), desc="features", unit="img", enabled=progress)
         for batch in _loader([paths[i] for i in todo], extractor, batch_size, num_workers):
             for entry in batch["skipped"]:
                 log.warning("skipping unreadable image %s", entry)

@@ -14,7 +14,6 @@ import io
 import multiprocessing
 import os
 import stat
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from imgexp.curation.sniff import EXTENSION_FORMATS, HEAD_BYTES, sniff
 from imgexp.data.image_io import DEFAULT_MAX_PIXELS, UnreadableImage, decode_failure, to_rgb
+from imgexp.progress import progress as progress_bar
 
 # Formats Pillow can name but not decode without a plugin.
 NEEDS_PLUGIN = {"HEIC", "HEIF", "AVIF", "JPEG 2000"}
@@ -236,8 +236,7 @@ def inspect_all(root: str | Path, rel_paths: list[str], options: CheckOptions,
     """Check every file, in `workers` processes; results in rel_paths order."""
     workers = workers or default_workers()
     check = functools.partial(inspect_file, str(root), options=options)
-    bar = tqdm(total=len(rel_paths), unit="file", desc="checking", disable=not progress,
-               file=sys.stderr)
+    bar = progress_bar(total=len(rel_paths), unit="file", desc="checking", enabled=progress)
     with bar:
         if workers <= 1 or len(rel_paths) < 2 * workers:
             results = []

@@ -82,7 +82,8 @@ def run_select(cfg: DictConfig) -> dict:
     features, stats = extract_features(
         [root / x.path for x in samples], extractor, cache_dir=s.cache_dir,
         recompute=s.recompute, batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers, chunk_size=s.chunk_size, export_csv=s.export_csv)
+        num_workers=cfg.data.num_workers, chunk_size=s.chunk_size, export_csv=s.export_csv,
+        progress=s.progress)
     unreadable = set(stats["unreadable"])
     readable = np.array([str(root / x.path) not in unreadable for x in samples])
     if readable.sum() < 2:
@@ -95,7 +96,7 @@ def run_select(cfg: DictConfig) -> dict:
 
     n_clusters = s.n_clusters if s.n_clusters == "auto" else int(s.n_clusters)
     clusters = cluster_features(features, n_clusters, s.method, s.minibatch_above, s.pca_dim,
-                                list(s.auto_k) if s.auto_k else None, cfg.seed)
+                                list(s.auto_k) if s.auto_k else None, cfg.seed, s.progress)
     sizes = np.bincount(clusters.labels, minlength=len(clusters.centroids))
     counts = choose_counts(sizes, s)
     chosen, ranks = select(selection_space(clusters, s.kcenter_dim if s.within == "kcenter"
@@ -111,7 +112,8 @@ def run_select(cfg: DictConfig) -> dict:
             feats, center, s.n_experiments, s.pairs_per_experiment, cfg.seed)
         similarity[f"redundancy_{name}"] = redundancy_score(
             feats, center, sample, s.n_experiments, cfg.seed)
-    exported = export_selection(root, [samples[i].path for i in chosen], s.export, s.export_dir)
+    exported = export_selection(root, [samples[i].path for i in chosen], s.export, s.export_dir,
+                                s.progress)
     summary = write_outputs(
         run_dir, cfg, root, samples, others, features, clusters, counts, chosen, ranks,
         feature_stats=stats, similarity=similarity, exported=exported,

@@ -110,7 +110,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     with_retrieval = cfg.eval.retrieval is True or (cfg.eval.retrieval == "auto"
                                                     and not is_classifier(model))
     queries = run_model(model, split_loader(datamodule, split), embeddings=with_retrieval,
-                        desc=f"eval {split}")
+                        desc=f"eval {split}", progress=cfg.eval.progress)
     if len(queries.index) == 0:
         raise ImgexpError(f"no readable image in the {split} split of {datamodule.root}")
 
@@ -121,7 +121,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     gallery = None
     if with_retrieval:
         gallery = run_model(model, split_loader(datamodule, "train"), embeddings=True,
-                            desc="embed train (gallery)")
+                            desc="embed train (gallery)", progress=cfg.eval.progress)
         scores |= retrieval_scores(model, split, queries, gallery, cfg.eval.knn)
     # NaN (e.g. no query class in the gallery) becomes null: metrics.json stays valid JSON
     metrics = {f"{split}/{k}": to_number(v) for k, v in scores.items()}

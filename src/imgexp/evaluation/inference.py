@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+
+from imgexp.progress import progress as progress_bar
 
 
 @dataclass
@@ -39,7 +40,7 @@ def run_model(model, loader: DataLoader, *, logits: bool = False, embeddings: bo
     parts: dict[str, list] = {"index": [], "proba": [], "labels": [], "logits": [],
                               "embeddings": []}
     skipped: list[str] = []
-    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+    for batch in progress_bar(loader, desc=desc, unit="batch", enabled=progress, leave=False):
         skipped += batch.get("skipped", [])
         if batch["index"].numel() == 0:
             continue

@@ -51,10 +51,11 @@ def list_inputs(input_path: str | Path, exclude: Path | None = None) -> list[Pat
     return files
 
 
-def score_outputs(model, loader: DataLoader, ood: str, desc: str) -> tuple[Outputs, np.ndarray]:
+def score_outputs(model, loader: DataLoader, ood: str, desc: str, progress: bool = True
+                  ) -> tuple[Outputs, np.ndarray]:
     """Predictions and known-class scores (`ood` already resolved) of every image."""
     outputs = run_model(model, loader, logits=ood == "energy", embeddings=ood == "nearest",
-                        desc=desc)
+                        desc=desc, progress=progress)
     gallery = model.gallery_embeddings.cpu() if ood == "nearest" else None
     return outputs, known_class_score(outputs, ood, gallery)
 
@@ -131,7 +132,8 @@ def predict_folder(cfg: DictConfig) -> dict:
     if not paths:
         raise ImgexpError(f"input={cfg.input} holds no files")
     loader = file_loader(model, paths, cfg.predict.batch_size, cfg.predict.num_workers)
-    outputs, score = score_outputs(model, loader, settings.ood, "predict")
+    outputs, score = score_outputs(model, loader, settings.ood, "predict",
+                                   cfg.predict.progress)
     table = predictions_table(paths, outputs, score, names, settings)
     rejected = rejected_table(paths, outputs)
     destinations = []
@@ -154,7 +156,8 @@ def validation_threshold(cfg: DictConfig) -> dict:
     model = load_model(cfg.ckpt_path).to(pick_device(cfg.device))
     ood = resolve_ood(model, cfg.predict.ood)
     datamodule = datamodule_for(model, OmegaConf.to_container(cfg.data))
-    _, scores = score_outputs(model, split_loader(datamodule, "val"), ood, "score val")
+    _, scores = score_outputs(model, split_loader(datamodule, "val"), ood, "score val",
+                              cfg.predict.progress)
     threshold = threshold_for_false_reject_rate(scores, cfg.threshold_for_frr)
     return {"threshold": threshold, "ood": ood, "n_images": len(scores),
             "rejected": float((scores < threshold).mean())}

@@ -3,16 +3,35 @@
 config flattened to dotted keys, the final metrics in the summary."""
 
 import logging
+import os
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
 log = logging.getLogger(__name__)
 REPLICATE_KEYS = ("data.fold", "seed")  # runs differing only in these repeat one configuration
 INTERNAL_KEYS = ("optuna_trial",)       # set by the optuna sweeper, not a hyperparameter
+
+
+def quiet_settings(mode: str | None) -> dict:
+    """wandb.init settings printing only what the user acts on: nothing offline (the run prints
+    its one `wandb sync` command itself), the run's URL but no history/summary block online."""
+    return {"silent": True} if (mode or "offline") in ("offline", "disabled") else {"quiet": True}
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's WandbLogger, quiet (see quiet_settings) and without the `anonymous`
+    argument Lightning always passes, which wandb >= 0.19 answers with a warning."""
+
+    def __init__(self, *args, **kwargs):
+        mode = kwargs.get("mode") or os.environ.get("WANDB_MODE")
+        kwargs.setdefault("settings", quiet_settings(mode))
+        super().__init__(*args, **kwargs)
+        self._wandb_init.pop("anonymous", None)
 
 
 def configuration_of(overrides: list[str], replicate_keys=REPLICATE_KEYS) -> tuple[str, bool]:
@@ -55,7 +74,7 @@ def flatten_config(config: dict, prefix: str = "") -> dict:
 def finish_wandb(loggers: list[Logger], metrics: dict, exit_code: int) -> None:
     """Final metrics into the summary, close the run, say how to upload an offline one."""
     for logger in loggers:
-        if not isinstance(logger, WandbLogger) or logger._experiment is None:
+        if not isinstance(logger, LightningWandbLogger) or logger._experiment is None:
             continue
         run = logger.experiment
         run.summary.update({k: v for k, v in metrics.items()

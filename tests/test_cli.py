@@ -1,0 +1,151 @@
+"""What a user sees from the entry points: one-line errors, a fast --help, progress that suits
+where the output goes, and no library noise."""
+
+import io
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import compose_config
+from imgexp.progress import progress
+
+STAGES = ["train", "select", "prepare", "evaluate", "predict", "explainer", "compare", "webapp"]
+HEAVY = ("torch", "lightning", "timm", "pandas", "matplotlib", "sklearn")
+
+
+def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 300):
+    return subprocess.run([sys.executable, "-m", f"imgexp.{module}", *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize(("module", "args", "key"), [
+    ("train", ["data=folder"], "data.root"),
+    ("select", [], "data.root"),
+    ("prepare", [], "data.root"),
+    ("evaluate", [], "ckpt_path"),
+    ("predict", [], "ckpt_path"),
+    ("explainer", [], "ckpt_path"),
+    ("compare", [], "dirs"),
+    ("webapp", [], "ckpt_path"),
+])
+def test_an_unset_mandatory_key_is_one_line_naming_it(module, args, key, tmp_path):
+    proc = run_stage(module, *args, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"{key}=" in lines[0], lines
+    assert "Traceback" not in proc.stdout + proc.stderr and "[ERROR]" not in proc.stdout
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """Module names from `python -X importtime`'s report."""
+    return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize(("module", "args"), [
+    *[(m, ["--help"]) for m in STAGES],
+    ("train", ["--cfg", "job"]),
+    ("select", ["--cfg", "job", "data.root=/images"]),
+    ("train", ["trainer.max_epoch=3"]),  # a mistyped override: Hydra's one-line answer
+])
+def test_help_cfg_and_a_bad_override_answer_without_importing_torch(module, args):
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", f"imgexp.{module}", *args],
+                          capture_output=True, text=True, timeout=120)
+    modules = imported_modules(proc.stderr)
+    assert "hydra" in modules  # the report was read
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+    if args == ["--help"]:
+        assert proc.returncode == 0 and "Configuration groups" in proc.stdout
+    elif args[0] == "--cfg":
+        assert proc.returncode == 0 and "seed: 42" in proc.stdout
+    else:
+        assert proc.returncode == 1 and "max_epoch" in proc.stderr
+
+
+NOISE = ["💡", "litlogger", "anonymous setting", "LeafSpec", "GPU available", "TPU available",
+         "Run summary", "Run history", "wandb: ", "INFO: "]
+
+
+def test_a_training_run_prints_what_the_user_needs_and_no_noise(tmp_path, data_dir):
+    """W&B offline (logger=default), output to a pipe as in a SLURM log."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SILENT"}  # conftest's, not ours
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgexp.train", f"paths.data_dir={data_dir}", "logger=default",
+         "trainer.max_epochs=2", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+         "+trainer.limit_test_batches=1", "data.image_size=16", f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=600, env={**env, "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert [n for n in NOISE if n in out] == []
+    assert "\r" not in out and "\x1b[" not in out  # no redrawn bar in a log
+    epochs = [line for line in out.splitlines() if "] - epoch " in line]
+    assert len(epochs) == 2 and "epoch 2/2: " in epochs[1] and "val/acc " in epochs[1]
+    assert out.count(f"run directory: {tmp_path}") == 1
+    assert out.count(f"metrics:    {tmp_path / 'metrics.json'}") == 1
+    assert out.count(f"checkpoint: {tmp_path / 'checkpoints' / 'best.ckpt'}") == 1
+    assert out.count(f"wandb sync {tmp_path / 'wandb' / 'offline-run-'}") == 1
+    assert "test/acc = " in proc.stdout
+
+
+def test_a_user_error_is_printed_once(tmp_path):
+    proc = run_stage("train", "data=folder", f"data.root={tmp_path / 'absent'}",
+                     f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert out.count(str(tmp_path / "absent")) == 1 and "Traceback" not in out, out
+
+
+def test_enable_progress_bar_false_alone_trains_with_no_progress(tmp_path, data_dir, caplog,
+                                                                capsys):
+    from imgexp.fit import fit_and_test
+
+    cfg = compose_config("train", ["logger=csv", "trainer.enable_progress_bar=false",
+                                   f"paths.data_dir={data_dir}", "trainer.max_epochs=1",
+                                   "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1",
+                                   "+trainer.limit_test_batches=1", "data.image_size=16"], tmp_path)
+    with caplog.at_level(logging.INFO):
+        metrics = fit_and_test(cfg)
+    assert metrics["epochs"] == 1 and "test/acc" in metrics
+    assert not [r for r in caplog.records if r.name == "imgexp.progress"]
+    captured = capsys.readouterr()
+    assert "Epoch 0" not in captured.out + captured.err  # neither Rich's nor tqdm's bar
+
+
+def test_progress_in_a_log_is_ten_lines_and_off_is_silent(caplog):
+    log_file = io.StringIO()  # not a terminal
+    with caplog.at_level(logging.INFO, logger="imgexp.progress"):
+        for _ in progress(range(250), desc="features", unit="img", file=log_file):
+            pass
+        lines = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        for _ in progress(range(250), desc="features", unit="img", file=log_file,
+                          enabled=False):
+            pass
+        assert caplog.records == []
+    assert log_file.getvalue() == ""  # no bar drawn into the file
+    assert len(lines) == 10 and lines[0].startswith("features:  10% (25/250 img)")
+    assert lines[-1].startswith("features: 100% (250/250 img)")
+
+
+@pytest.mark.parametrize("switch", [True, False])
+def test_select_progress_switch(switch, digits_root, tmp_path, caplog):
+    from imgexp.curation.stage import run_select
+
+    flat = tmp_path / "incoming"
+    flat.mkdir()
+    for i, path in enumerate(sorted(digits_root.rglob("*.png"))[::60]):
+        (flat / f"img_{i:03d}.png").write_bytes(path.read_bytes())
+    cfg = compose_config("select", [
+        f"data.root={flat}", "model/backbone=simple_cnn", "data.image_size=16",
+        "model.backbone.image_size=16",
+        f"select.cache_dir={tmp_path}/c", "select.n_clusters=3", "select.pictures=false",
+        "select.n_experiments=2", "select.device=cpu", f"select.progress={switch}"],
+        tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="imgexp.progress"):
+        run_select(cfg)
+    shown = {r.getMessage().split(":")[0] for r in caplog.records if r.name == "imgexp.progress"}
+    assert shown == ({"features", "clustering"} if switch else set())
