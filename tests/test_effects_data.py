@@ -103,6 +103,18 @@ def test_cache_ram_decodes_each_image_once_over_epochs(tmp_path, data_dir, monke
             assert torch.equal(image, torch.from_numpy(decoded).permute(2, 0, 1))
 
 
+def test_cache_ram_is_shared_by_the_loader_workers(tmp_path, data_dir):
+    root = _folder(tmp_path / "imgs", {"a": 8, "b": 8})
+    dm = _dm(tmp_path, data_dir, ["data=folder", f"data.root={root}", "data.num_workers=2",
+                                  "data.image_size=8", "data.batch_size=4", "data.cache=ram",
+                                  "data.ratios=[1,1,0]"])
+    for _batch in dm.val_dataloader():
+        pass
+    # decoded in two worker processes, seen here: any worker of the next epoch finds them too
+    assert dm.datasets["val"].cache.filled.all()
+    assert not dm.datasets["train"].cache.filled.any()
+
+
 def test_balanced_sampler_evens_out_drawn_classes(tmp_path, data_dir):
     root = _folder(tmp_path / "imgs", {"big": 60, "small": 6}, size=4)
     common = ["data=folder", f"data.root={root}", "data.num_workers=0", "data.image_size=4",

@@ -122,7 +122,9 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
             "trainer.max_epochs=4", "+trainer.limit_train_batches=2",
             "+trainer.limit_val_batches=2", "test=false", "+callbacks.early_stopping.min_delta=2",
             *overrides])
-        return fit_and_test(cfg)["epochs"]
+        metrics = fit_and_test(cfg)
+        assert "test/acc" not in metrics  # test=false: no test after fitting
+        return metrics["epochs"]
 
     assert epochs() == 4
     assert epochs("callbacks.early_stopping.enabled=true", "callbacks.early_stopping.patience=1") == 2
