@@ -91,3 +91,28 @@ def test_predict_top_k_sets_the_listed_classes(tmp_path, digits_ckpt, digits_roo
     listed, table = columns(4)
     assert listed == [f"top{k}_{w}" for k in range(1, 5) for w in ("class", "score")]
     assert (table["top1_class"] == table["predicted"]).all()
+
+
+def test_select_kcenter_dim_sets_the_traversal_space():
+    from types import SimpleNamespace
+
+    from imgexp.curation.stage import selection_space
+
+    space = np.random.default_rng(0).normal(size=(200, 32))
+    clusters = SimpleNamespace(space=space)
+    assert selection_space(clusters, 8, seed=0).shape == (200, 8)
+    assert selection_space(clusters, None, seed=0) is space  # null: every dimension
+
+
+def test_select_score_sizes_set_the_spread_and_the_sample():
+    from imgexp.curation.similarity import redundancy_score, similarity_score
+
+    features = np.random.default_rng(1).normal(size=(400, 16))
+    center = features.mean(0)
+    few = similarity_score(features, center, n_experiments=50, pairs_per_experiment=10)
+    many = similarity_score(features, center, n_experiments=50, pairs_per_experiment=2000)
+    assert few["std"] > 5 * many["std"]  # spread of a mean of P pairs ~ 1 / sqrt(P)
+    small = redundancy_score(features, center, sample_size=20, n_experiments=10)
+    large = redundancy_score(features, center, sample_size=300, n_experiments=10)
+    assert (small["sample_size"], large["sample_size"]) == (20, 300)
+    assert large["mean"] > small["mean"]  # more images, closer nearest look-alikes
