@@ -54,7 +54,7 @@ def test_prepare_full_decode_skips_the_dct_scaled_decode(tmp_path, monkeypatch, 
 
 
 def test_select_ckpt_features_embed_or_raw_features(digits_ckpt, digits_root):
-    images = torch.stack([torch.from_numpy(np.asarray(
+    images = torch.stack([torch.from_numpy(np.array(
         Image.open(p).convert("RGB").resize((16, 16)))).permute(2, 0, 1)
         for p in sorted((digits_root / "3").glob("*.png"))[:4]])
 
