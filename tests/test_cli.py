@@ -66,6 +66,26 @@ def test_help_cfg_and_a_bad_override_answer_without_importing_torch(module, args
         assert proc.returncode == 1 and "max_epoch" in proc.stderr
 
 
+def test_help_lists_every_group_from_one_copy_of_the_config_repository(monkeypatch, capsys):
+    """`--help` used to build a copy of the whole config repository per config group (~140)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    import imgexp.train
+
+    copies = []
+    create = ConfigLoaderImpl._parse_overrides_and_create_caching_repo
+    monkeypatch.setattr(ConfigLoaderImpl, "get_group_options", ConfigLoaderImpl.get_group_options)
+    monkeypatch.setattr(ConfigLoaderImpl, "_parse_overrides_and_create_caching_repo",
+                        lambda self, *a: copies.append(a) or create(self, *a))
+    monkeypatch.setattr(sys, "argv", ["imgexp-train", "--help"])
+    with pytest.raises(SystemExit) as done:
+        imgexp.train.main()
+    out = capsys.readouterr().out
+    assert done.value.code in (0, None)
+    assert "model/backbone: " in out and "scheduler: cosine, none, onecycle" in out
+    assert len(copies) <= 3, len(copies)  # one for the listing, the rest for composing
+
+
 NOISE = ["💡", "litlogger", "anonymous setting", "LeafSpec", "GPU available", "TPU available",
          "Run summary", "Run history", "wandb: ", "INFO: "]
 

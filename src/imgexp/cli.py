@@ -83,6 +83,27 @@ def _missing_key(exc: MissingMandatoryValue | InterpolationToMissingValueError) 
     return missing.full_key or exc.full_key or "a mandatory value"
 
 
+def _one_repository_for_help() -> None:
+    """Hydra's `--help` lists the options of every config group (~140 with Hydra's own) and
+    builds a fresh copy of the whole config repository for each of them (most of the seconds
+    `--help` took). Listing reads the repository and never changes it, so one copy per
+    (config, overrides) serves every group."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.object_type import ObjectType
+
+    repositories = {}
+
+    def get_group_options(self, group_name, results_filter=ObjectType.CONFIG,
+                          config_name=None, overrides=None):
+        key = (id(self), config_name, tuple(overrides or ()))
+        if key not in repositories:
+            _, repositories[key] = self._parse_overrides_and_create_caching_repo(
+                config_name, list(overrides or ()))
+        return repositories[key].get_group_options(group_name, results_filter)
+
+    ConfigLoaderImpl.get_group_options = get_group_options
+
+
 def stage_main(config_name: str) -> Callable:
     """Decorate `fn(cfg)` into a Hydra app reading conf/<config_name>.yaml.
 
@@ -109,6 +130,12 @@ def stage_main(config_name: str) -> Callable:
                 print(f"error: {exc}", file=sys.stderr)
                 sys.exit(1)
 
-        return main
+        @functools.wraps(main)
+        def entry():
+            if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+                _one_repository_for_help()
+            return main()
+
+        return entry
 
     return decorate
