@@ -136,6 +136,8 @@ def test_channels_last_changes_the_backbones_input_memory_format(tmp_path, data_
     def formats(*overrides):
         torch.manual_seed(0)
         model = _model(tmp_path, data_dir, list(overrides)).eval()
+        conv = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == bool(overrides)
         seen = []
         model.backbone.register_forward_pre_hook(
             lambda mod, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))

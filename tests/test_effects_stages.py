@@ -116,3 +116,16 @@ def test_select_score_sizes_set_the_spread_and_the_sample():
     large = redundancy_score(features, center, sample_size=300, n_experiments=10)
     assert (small["sample_size"], large["sample_size"]) == (20, 300)
     assert large["mean"] > small["mean"]  # more images, closer nearest look-alikes
+
+
+def test_select_builds_a_backbone_whose_config_points_into_the_rest(tmp_path):
+    """simple_cnn's image_size is `${data.image_size}`: it must resolve against select's config."""
+    from conftest import compose_config
+
+    from imgexp.curation.stage import build_extractor
+
+    cfg = compose_config("select", ["model/backbone=simple_cnn", "data.root=/images",
+                                    "data.image_size=24", "select.precision=fp32"], tmp_path)
+    extractor = build_extractor(cfg)
+    assert extractor.image_size == 24
+    assert '"image_size": 24' in extractor.identity

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from imgexp.curation.clustering import Clusters, cluster_features, fit_pca, project
 from imgexp.curation.export import export_selection
@@ -44,7 +44,9 @@ def build_extractor(cfg: DictConfig) -> FeatureExtractor:
     kwargs = dict(device=s.device, precision=s.precision, channels_last=cfg.model.channels_last)
     if s.ckpt_path:
         return FeatureExtractor.from_checkpoint(s.ckpt_path, mode=s.ckpt_features, **kwargs)
-    return FeatureExtractor.from_backbone(cfg.model.backbone, image_size=cfg.data.image_size,
+    # resolved here: a backbone config may point into the rest (simple_cnn's ${data.image_size})
+    backbone = OmegaConf.to_container(cfg.model.backbone, resolve=True)
+    return FeatureExtractor.from_backbone(backbone, image_size=cfg.data.image_size,
                                           mean=cfg.model.mean, std=cfg.model.std, seed=cfg.seed,
                                           **kwargs)
 

@@ -41,6 +41,8 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = list(class_names)
         self.channels_last = channels_last
+        if channels_last:  # the speed-up needs the weights in the same layout as the input
+            self.backbone.to(memory_format=torch.channels_last)
         self.mixup = mixup
         self.config = config or {}
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
