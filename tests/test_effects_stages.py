@@ -121,7 +121,6 @@ def test_select_score_sizes_set_the_spread_and_the_sample():
 def test_select_builds_a_backbone_whose_config_points_into_the_rest(tmp_path):
     """simple_cnn's image_size is `${data.image_size}`: it must resolve against select's config."""
     from conftest import compose_config
-
     from imgexp.curation.stage import build_extractor
 
     cfg = compose_config("select", ["model/backbone=simple_cnn", "data.root=/images",
