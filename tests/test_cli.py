@@ -135,6 +135,26 @@ def test_enable_progress_bar_false_alone_trains_with_no_progress(tmp_path, data_
     assert "Epoch 0" not in captured.out + captured.err  # neither Rich's nor tqdm's bar
 
 
+def test_epoch_lines_show_that_epochs_metrics(tmp_path, data_dir, caplog):
+    """Each line's train/acc is its own epoch's (it was the previous epoch's)."""
+    import pandas as pd
+
+    from imgexp.fit import fit_and_test
+
+    cfg = compose_config("train", ["logger=csv", f"paths.data_dir={data_dir}",
+                                   "trainer.max_epochs=3", "+trainer.limit_train_batches=4",
+                                   "+trainer.limit_val_batches=2", "test=false",
+                                   "data.image_size=16"], tmp_path)
+    cfg.callbacks.progress_bar._target_ = "imgexp.callbacks.progress.EpochLines"
+    with caplog.at_level(logging.INFO, logger="imgexp.progress"):
+        fit_and_test(cfg)
+    lines = [r.getMessage() for r in caplog.records if r.name == "imgexp.progress"]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    logged = pd.read_csv(tmp_path / "csv" / "metrics.csv").dropna(subset=["train/acc"])
+    for line, acc in zip(lines, logged["train/acc"], strict=True):
+        assert f"train/acc {acc:.4g}," in line, (line, acc)
+
+
 def test_progress_in_a_log_is_ten_lines_and_off_is_silent(caplog):
     log_file = io.StringIO()  # not a terminal
     with caplog.at_level(logging.INFO, logger="imgexp.progress"):
