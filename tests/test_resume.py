@@ -38,6 +38,9 @@ def train(run_dir: Path, data_dir: Path, *overrides: str) -> subprocess.Complete
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
         "PYTHONPATH", "")]), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
            "WANDB_SILENT": "true"}
+    # an in-process W&B run of an earlier test leaves its service's address here; a run killed
+    # while attached to that shared service would keep its run id "in use" for the resume
+    env.pop("WANDB_SERVICE", None)
     return subprocess.run([sys.executable, "-m", "imgexp.train", *COMMON, *overrides,
                            f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"],
                           capture_output=True, text=True, env=env, timeout=600)

@@ -97,3 +97,27 @@ def test_compare_refuses_folders_without_runs(tmp_path):
         find_runs([str(tmp_path)])
     with pytest.raises(ImgexpError, match="is not a directory"):
         find_runs([str(tmp_path / "missing")])
+
+
+def test_a_continued_study_does_not_replay_the_seeded_samplers_first_draws(tmp_path):
+    """A rerun (or a second worker) after k trials draws from seed + k: seed 42 again would
+    propose trial 0's parameters once more and waste a trial."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.imgexp_optuna_sweeper._impl import OptunaSweeperImpl
+
+    def open_study():
+        impl = OptunaSweeperImpl(
+            sampler=OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": 42}),
+            pruner=OmegaConf.create({"_target_": "optuna.pruners.NopPruner"}),
+            direction="maximize", study_name="s", storage=None, n_trials=4, n_jobs=1,
+            max_failure_rate=0.0, heartbeat_interval=60, grace_period=None, params={})
+        impl.sweep_dir = Path(tmp_path)
+        return impl._open_study({})
+
+    first = open_study()
+    lr = first.ask().suggest_float("lr", 1e-5, 1e-1, log=True)
+    again = open_study()  # the study now holds one trial
+    assert again.ask().suggest_float("lr", 1e-5, 1e-1, log=True) != lr

@@ -103,8 +103,8 @@ class OptunaSweeperImpl:
             extra["search_space"] = {k: grid_values(k, d) for k, d in space.items()}
             grid_size = math.prod(len(v) for v in extra["search_space"].values())
             self.n_trials = min(self.n_trials, grid_size)
-        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
         with _optuna_quiet():
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
             rdb = RDBStorage(storage, heartbeat_interval=self.heartbeat_interval,
                              grace_period=self.grace_period,
                              heartbeat_stale_trial_callback=self.retry)
@@ -112,6 +112,12 @@ class OptunaSweeperImpl:
             study_name=name, storage=rdb, load_if_exists=True,
             directions=[str(d) for d in self.directions],
             sampler=instantiate(self.sampler_cfg, **extra), pruner=instantiate(self.pruner_cfg))
+        done = len(study.get_trials(deepcopy=False))
+        if done and self.sampler_cfg.get("seed") is not None:
+            # a seeded sampler would replay the draws of the study's first trials: continuing
+            # (or joining) a study after k trials draws from seed + k, reproducibly
+            study.sampler = instantiate(self.sampler_cfg, seed=self.sampler_cfg.seed + done,
+                                        **extra)
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(self.pruner_cfg, resolve=True))
         self.storage_url = storage
         log.info("Study %s in %s: %d finished trial(s) already, %d wanted", name, storage,
