@@ -73,3 +73,18 @@ def test_numeric_folder_names_and_the_wildcard_from_the_command_line(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         "error: prepare.class_map names class folder(s) ['3'] that do not exist; the folders "
         "are ['0', '1', '10', '2']")
+
+
+def test_an_empty_split_folder_is_the_same_one_line_error_in_every_stage(tmp_path):
+    """Train and select refused an empty test/ with an odd hint while prepare went on without
+    a test split and without a warning."""
+    from imgexp.data.datamodule import ImageDataModule
+
+    root = tmp_path / "images"
+    make_classes(root / "train", {"cat": 4, "dog": 4})
+    (root / "test").mkdir()
+    message = rf"{root / 'test'}/ is empty: put its images in test/<class>/ or remove the folder"
+    with pytest.raises(ImgexpError, match=message):
+        run_prepare_on(root, tmp_path / "run")
+    with pytest.raises(ImgexpError, match=message):
+        ImageDataModule(root=str(root), image_size=8).resolve()

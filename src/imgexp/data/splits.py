@@ -130,7 +130,12 @@ def find_split_layout(root: str | Path) -> SplitLayout | None:
     named = ", ".join(f"{folders[s]}/" for s in SPLITS if s in folders)
     if "train" not in folders:
         raise ImgexpError(f"{root} has {named} but no train/ folder: add train/<class>/... "
-                          "(or put the classes directly under the root, without split folders)")
+                          "(or put the classes directly under the root, without split folders; "
+                          f"rename {named} if it is a class)")
+    for name in folders.values():  # every stage must read an empty split folder the same way
+        if not any(not p.name.startswith(".") for p in (root / name).iterdir()):
+            raise ImgexpError(f"{root / name}/ is empty: put its images in {name}/<class>/ or "
+                              "remove the folder")
     if len(folders) == 1 and others:
         raise ImgexpError(f"{root} mixes a {named} folder with other folders {others}: move "
                           f"the classes into {named} (or rename the class folder "
