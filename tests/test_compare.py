@@ -186,3 +186,21 @@ def test_log_ticks_are_whole_decades_and_a_constant_column_has_one_tick():
     assert dims["optimizer.lr (log)"]["ticktext"] == [UNSET, "0.0001", "0.001"]
     assert dims["optimizer.lr (log)"]["tickvals"][1:] == [-4.0, -3.0]
     assert dims["data.image_size"]["ticktext"] == [UNSET, "16"]
+
+
+def test_a_resume_launch_folder_is_not_listed_as_a_failed_run(tmp_path):
+    """A resume continues in its checkpoint's run; the folder it was launched in has no
+    metrics and was shown as FAIL."""
+    runs = tmp_path / "runs"
+    first = fake_run(runs / "first", [], {"val/acc_best": 0.6, "test/acc": 0.5})
+    launch = runs / "launch" / ".hydra"
+    launch.mkdir(parents=True)
+    (launch / "config.yaml").write_text(f"ckpt_path: {first}/checkpoints/last.ckpt\n")
+    (launch / "overrides.yaml").write_text(f"- ckpt_path={first}/checkpoints/last.ckpt\n")
+    failed = runs / "failed" / ".hydra"  # a run that really failed stays listed
+    failed.mkdir(parents=True)
+    (failed / "config.yaml").write_text("ckpt_path: null\n")
+    (failed / "overrides.yaml").write_text("- optimizer.lr=10\n")
+    _, board = compare(tmp_path, runs)
+    assert sorted(board.index) == ["failed", "first"]
+    assert board.loc["failed", "status"] == "FAIL"

@@ -29,6 +29,16 @@ from imgexp.tracking.wandb_run import INTERNAL_KEYS, configuration_of
 log = logging.getLogger(__name__)
 
 
+def _resume_launch(run_dir: Path) -> bool:
+    """A resume continues in its checkpoint's own run directory (imgexp.fit): the folder it
+    was launched in holds only that launch's config and log, not a run of its own."""
+    if (run_dir / "metrics.json").is_file():
+        return False
+    ckpt = OmegaConf.load(run_dir / ".hydra" / "config.yaml").get("ckpt_path")
+    return bool(ckpt) and Path(ckpt).parent.name == "checkpoints" \
+        and Path(ckpt).resolve().parent.parent != run_dir.resolve()
+
+
 def find_runs(dirs: list[str]) -> list[Path]:
     runs = []
     for d in map(Path, dirs):
@@ -43,7 +53,10 @@ def find_runs(dirs: list[str]) -> list[Path]:
                               "pass a run directory or a multirun/sweep directory")
         runs += sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if
                                              p.name.isdigit() else 0, p.name))
-    return runs
+    if skipped := [r for r in runs if _resume_launch(r)]:
+        log.info("Not runs of their own (resumes that continued in their checkpoint's run): %s",
+                 ", ".join(map(str, skipped)))
+    return [r for r in runs if r not in skipped]
 
 
 def _number(text: str):
