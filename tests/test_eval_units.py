@@ -242,3 +242,17 @@ def test_datamodule_for_rebuilds_the_checkpoints_split_or_uses_the_users_root(di
     shutil.rmtree(other / "9")
     with pytest.raises(ImgexpError, match="trained on"):
         datamodule_for(model, {"root": str(other)})
+
+
+def test_eval_metrics_sent_to_the_runs_wandb_print_no_wandb_block(tmp_path, capfd, monkeypatch):
+    """imgexp-eval's back-logging printed W&B's banner and ~35-line history/summary block."""
+    from imgexp.evaluation.run_logging import log_to_wandb
+
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    config = {"logger": {"wandb": {"_target_": "imgexp.tracking.wandb_run.WandbLogger",
+                                   "project": "imgexp"}}}
+    log_to_wandb("evalquiet1", config, {"test/acc": 0.5}, tmp_path)
+    out = capfd.readouterr()
+    assert "wandb:" not in out.out + out.err
+    assert list(tmp_path.glob("wandb/offline-run-*-evalquiet1"))

@@ -5,6 +5,7 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 
 import lightning as L
 import numpy as np
@@ -57,7 +58,12 @@ def test_resume_from_last_checkpoint_continues_the_run(tmp_path, data_dir):
     rows_before = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()
     cfg = train_config([*TINY, "trainer.max_epochs=3", "callbacks.ema.enabled=true",
                         f"ckpt_path={last}"], tmp_path / "launch", data_dir)
-    metrics = fit_and_test(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = fit_and_test(cfg)
+    # nothing is deleted and the checkpoints are expected there: Lightning's warnings would lie
+    said = [str(w.message) for w in caught]
+    assert not [m for m in said if "will be deleted" in m or "Checkpoint directory" in m], said
     assert metrics["epochs"] == 3
     assert metrics["best_model_path"] == str(tmp_path / "run" / "checkpoints" / "best.ckpt")
     resumed = read_checkpoint(last)

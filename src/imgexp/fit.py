@@ -3,6 +3,7 @@
 import csv
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -61,7 +62,9 @@ def _keep_csv_rows(loggers: list[Logger], global_step: int) -> None:
             continue
         path = Path(logger.log_dir) / "metrics.csv"
         rows = list(csv.DictReader(path.open(newline=""))) if path.is_file() else []
-        writer = logger.experiment  # deletes the file
+        with warnings.catch_warnings():  # "...will be deleted": not the rows kept here
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+            writer = logger.experiment  # deletes the file
         writer.metrics = [{k: float(v) for k, v in row.items() if v != ""}
                           for row in rows if int(float(row["step"])) < global_step]
         for row in writer.metrics:
@@ -111,7 +114,10 @@ def fit_and_test(cfg: DictConfig) -> dict:
     exit_code, metrics = 1, {}
     try:
         log.info("Training on %s: %s", datamodule.root, datamodule.describe()["train"])
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        with warnings.catch_warnings():
+            if resume:  # continuing in its own run: its checkpoints are expected there
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists")
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = collect_metrics(trainer, model)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if pruning:

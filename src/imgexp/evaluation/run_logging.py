@@ -38,9 +38,11 @@ def log_to_wandb(run_id: str, config: dict, metrics: dict, run_dir: Path) -> Non
 
     entry = next(e for e in config["logger"].values()
                  if isinstance(e, dict) and "Wandb" in e.get("_target_", ""))
-    run = wandb.init(id=run_id, resume="allow", project=entry.get("project"),
-                     dir=str(run_dir), mode=os.environ.get("WANDB_MODE", entry.get("mode")
-                                                        or "offline"))
+    from imgexp.tracking.wandb_run import quiet_settings
+
+    mode = os.environ.get("WANDB_MODE", entry.get("mode") or "offline")
+    run = wandb.init(id=run_id, resume="allow", project=entry.get("project"), dir=str(run_dir),
+                     mode=mode, settings=quiet_settings(mode))
     try:
         run.log(metrics)
         run.summary.update(metrics)
