@@ -88,3 +88,19 @@ def test_an_empty_split_folder_is_the_same_one_line_error_in_every_stage(tmp_pat
         run_prepare_on(root, tmp_path / "run")
     with pytest.raises(ImgexpError, match=message):
         ImageDataModule(root=str(root), image_size=8).resolve()
+
+
+def test_the_printed_summary_is_not_cut_at_80_columns_in_a_log(tmp_path, capsys):
+    from imgexp.curation.report import print_summary
+
+    split = "existing folders, val drawn from train, with a long explanation of the layout"
+    warning = "no test split (train/ val/): a run trained on this manifest reports val " \
+              "metrics only; add a test/ folder to get test metrics"
+    summary = {"in_manifest": 120, "split": split, "splits": {"train": 80, "val": 40, "test": 0},
+               "checked": 120, "rejected": 0, "duplicates": {"total": 0}, "ignored": 0,
+               "rejected_by_reason": {}, "warnings": [warning]}
+    print_summary(summary, {"a": {"train": 40, "val": 20, "test": 0},
+                            "b": {"train": 40, "val": 20, "test": 0}}, tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    assert f"120 images in the manifest ({split} split)" in lines
+    assert f"warning: {warning}" in lines

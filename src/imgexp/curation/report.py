@@ -1,5 +1,6 @@
 """What a prepare run found, for people: summary.json, class_distribution.png, a printed table."""
 
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from imgexp.atomic import atomic_path
 from imgexp.data.splits import SPLITS
+from imgexp.progress import is_terminal
 
 
 def split_counts(rows: list[tuple], classes: list[str]) -> dict[str, dict[str, int]]:
@@ -51,9 +53,11 @@ def plot_distribution(counts: dict[str, dict[str, int]], path: Path) -> Path:
 
 
 def print_summary(summary: dict, counts: dict[str, dict[str, int]], run_dir: Path) -> None:
-    console = Console(highlight=False)
-    table = Table(title=f"{summary['in_manifest']} images in the manifest "
-                        f"({summary['split']} split)")
+    # a log file is not 80 columns wide: lines are not cut there, a terminal still wraps
+    console = Console(highlight=False, soft_wrap=not is_terminal(sys.stdout))
+    # the caption is a line of its own: as the table's title it wrapped to the table's width
+    console.print(f"{summary['in_manifest']} images in the manifest ({summary['split']} split)")
+    table = Table()
     table.add_column("class")
     for split in SPLITS:
         table.add_column(split, justify="right")
