@@ -336,3 +336,14 @@ def test_a_run_without_test_split_says_so_and_reports_no_test_metrics(tmp_path, 
         metrics = fit_and_test(cfg)
     assert "val/acc" in metrics and not any(k.startswith("test/") for k in metrics)
     assert "NO TEST SPLIT" in caplog.text and "no test split under" in caplog.text
+
+
+def test_evaluating_a_split_the_folders_lack_names_the_splits_there_are(tmp_path):
+    from imgexp.evaluation.checkpoint_data import split_loader
+
+    dm = ImageDataModule(root=str(_layout(tmp_path / "imgs", {"train": 4, "val": 2})),
+                         image_size=8)
+    dm.setup()
+    with pytest.raises(ImgexpError) as err:
+        split_loader(dm, "test")
+    assert str(err.value).endswith("has no images: choose split=train or split=val")

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from imgexp.data import ImageDataModule
 from imgexp.data.dataset import collate_skipping
-from imgexp.data.splits import SPLITS
+from imgexp.data.splits import SPLITS, find_split_layout
 from imgexp.errors import ImgexpError
 from imgexp.fit import build_datamodule
 
@@ -40,7 +40,10 @@ def split_loader(datamodule: ImageDataModule, split: str) -> DataLoader:
         raise ImgexpError(f"split={split!r} is not a split: use one of {list(SPLITS)}")
     dataset = datamodule.datasets[split]
     if len(dataset) == 0:
-        raise ImgexpError(f"the {split} split of {datamodule.root} has no images: "
-                          "choose another split= or check data.ratios")
+        others = [s for s in SPLITS if len(datamodule.datasets[s])]
+        raise ImgexpError(f"the {split} split of {datamodule.root} has no images: choose "
+                          f"split={' or split='.join(others)}" + (
+                              "" if datamodule.root and find_split_layout(datamodule.root) else
+                              " or check data.ratios"))
     return DataLoader(dataset, batch_size=datamodule.batch_size, shuffle=False,
                       num_workers=datamodule.num_workers, collate_fn=collate_skipping)
