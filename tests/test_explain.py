@@ -2,6 +2,7 @@
 report exists, and index.html opens offline with no missing resource (parsed, then in
 headless Chromium when it is installed)."""
 
+import logging
 import re
 import shutil
 import sys
@@ -341,3 +342,19 @@ def test_grad_cam_picks_the_deepest_layer_larger_than_1x1(caplog):
     with caplog.at_level("WARNING", logger="imgexp.explain.activations"):
         assert grad_cam_layer(model, "backbone.model.layer4", (32, 32)) == "backbone.model.layer4"
     assert "1x1 at 32x32 px" in caplog.text and "explain.attribution.layer" in caplog.text
+
+
+@pytest.mark.parametrize("switch", [True, False])
+def test_explain_progress_switch(switch, digits_ckpt, tmp_path, caplog):
+    cfg = explain_config(digits_ckpt, tmp_path, [
+        "explain.max_images=40", "explain.k=3", "explain.attribution.n=1",
+        "explain.attribution.lime_samples=16", "explain.attribution.superpixels=4",
+        f"explain.progress={str(switch).lower()}"])
+    with caplog.at_level(logging.INFO, logger="imgexp.progress"):
+        run(cfg)
+    lines = [r.getMessage() for r in caplog.records if r.name == "imgexp.progress"]
+    if switch:  # not a terminal here: log lines, the last one at 100%
+        assert any(m.startswith("activations: 100% (") for m in lines), lines
+        assert any(m.startswith("attribution: 100% (2/2 img)") for m in lines), lines
+    else:
+        assert lines == []

@@ -14,6 +14,7 @@ from imgexp.explain import attribution, clustering, maps, ood, paths, report
 from imgexp.explain.activations import check_layers, collect, default_layers, grad_cam_layer
 from imgexp.explain.inputs import ImageSet, data_config, load_folder, load_split
 from imgexp.models import load_model
+from imgexp.progress import progress
 
 log = logging.getLogger(__name__)
 PLOTLY_JS = "plotly.min.js"  # one local copy at the run root, referenced by every HTML page
@@ -39,13 +40,23 @@ def pick_examples(table: pd.DataFrame, n: int, seed: int) -> list[tuple[str, int
             + [("correct", int(i)) for i in right.index[:n]])
 
 
+def _shown(images: ImageSet, ex: DictConfig, desc: str):
+    """The batches of `images`, counted in images on the progress bar or log lines."""
+    bar = progress(total=len(images), enabled=ex.progress, desc=desc, unit="img")
+    for batch in images.batches(ex.batch_size):
+        yield batch
+        bar.update(len(batch))
+    bar.close()
+
+
 def explain_examples(model, images: ImageSet, table: pd.DataFrame, cfg: DictConfig,
                      out: Path, seed: int) -> list[dict]:
     settings = cfg.attribution
     layer = grad_cam_layer(model, settings.layer, images.images.shape[1:3])
     (out / "attribution").mkdir(exist_ok=True)
     done = []
-    for kind, i in pick_examples(table, settings.n, seed):
+    for kind, i in progress(pick_examples(table, settings.n, seed), enabled=cfg.progress,
+                            desc="attribution", unit="img"):
         image = images.images[i]
         target = model.class_names.index(table.at[i, "predicted"])
         segments = attribution.superpixels(image, settings.superpixels, seed=seed)
@@ -115,14 +126,15 @@ def run(cfg: DictConfig) -> dict:
         raise ImgexpError(f"only {len(images)} readable image(s) in split={cfg.split}: "
                           "k-means and PCA need at least 3")
     log.info("explaining %d %s images at layers %s", len(images), cfg.split, layers)
-    acts, probs = collect(model, images.batches(ex.batch_size), layers)
+    acts, probs = collect(model, _shown(images, ex, "activations"), layers)
     table = predictions(images, probs, model.class_names, data_classes)
     table.to_csv(out / "activations" / "images.csv", index_label="row")
 
     unseen = unseen_acts = unseen_table = None
     if ex.ood_dir:
         unseen = load_folder(ex.ood_dir, data["image_size"], ex.max_images, seed)
-        unseen_acts, unseen_probs = collect(model, unseen.batches(ex.batch_size), layers)
+        unseen_acts, unseen_probs = collect(model, _shown(unseen, ex, "activations (ood_dir)"),
+                                            layers)
         unseen_table = predictions(unseen, unseen_probs, model.class_names, data_classes)
 
     k_setting = OmegaConf.to_container(ex.k) if isinstance(ex.k, DictConfig) else ex.k
