@@ -132,8 +132,14 @@ def test_errors_html_in_headless_chromium_sorts_and_filters(eval_dir):
         rows = "return Array.from(document.querySelectorAll('#errors tbody tr'))"
         visible = rows + ".filter(r => r.style.display !== 'none')"
         n_rows = driver.execute_script(f"{rows}.length")
-        assert driver.execute_script(
-            "return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        # the thumbnails are loading="lazy", so the page's load event does not wait for them:
+        # load every referenced file afresh and wait for each to succeed or fail
+        broken = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "Promise.all(Array.from(document.images).map(i => new Promise(ok => {"
+            "  const probe = new Image(); probe.onload = () => ok(null); probe.onerror = () => ok(i.src);"
+            "  probe.src = i.src; }))).then(r => done(r.filter(Boolean)));")
+        assert driver.execute_script("return document.images.length") > 0 and broken == []
         # click the most frequent confusion: only that pair's rows stay
         top = pd.read_csv(eval_dir / "most_confused.csv", dtype={"true": str, "predicted": str}).iloc[0]
         driver.find_element("css selector", "#summary a").click()
