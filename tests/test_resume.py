@@ -1,5 +1,7 @@
 """Resume equals an uninterrupted run: a deterministic CPU run SIGKILLed at an epoch boundary
-(during OneCycle, after the first unfreeze of callbacks=finetune, during EMA), then resumed
+(during OneCycle, after the first unfreeze of callbacks=finetune, during EMA) or mid-epoch
+(from a checkpoint saved every 2 steps, balanced sampler: the loader's position, the sampler's
+draw and the epoch's metric accumulators travel in the checkpoint), then resumed
 from last.ckpt, ends exactly like the same run left alone: metrics.json, every logged row of
 csv/metrics.csv (per-step learning rates included), the weights, which parameters the
 optimizer ever updated (the requires_grad mask), the best score and best.ckpt, the W&B run.
@@ -30,7 +32,12 @@ CASES = {
     "finetune": ["logger=csv", "callbacks=finetune",
                  "callbacks.progressive_unfreezing.unfreeze_at=[1,2]"],
     "ema": ["logger=csv", "callbacks.ema.enabled=true", "callbacks.ema.decay=0.9"],
+    "midepoch": ["logger=csv", "data.sampler=balanced",
+                 "callbacks.last_checkpoint.every_n_train_steps=2"],
 }
+# SIGKILL at the start of epoch 2, or of epoch 1's batch 3 (last.ckpt: step 6, mid-epoch 1)
+KILL = {"midepoch": ["+callbacks.kill.epoch=1", "+callbacks.kill.batch=3"]}
+KILLED_AT = {"midepoch": (1, 6)}  # (epoch, global step) of the checkpoint resumed from
 VOLATILE = {"best_model_path"}
 
 
@@ -65,12 +72,12 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(tmp_path, data_dir,
 
     run = tmp_path / "run"
     killed = train(run, data_dir, *overrides, "+callbacks.kill._target_=resume_support.KillAt",
-                   "+callbacks.kill.epoch=2")
+                   *KILL.get(case, ["+callbacks.kill.epoch=2"]))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (run / "metrics.json").exists()
     last = run / "checkpoints" / "last.ckpt"
     killed_ckpt = torch.load(last, weights_only=False)
-    assert killed_ckpt["epoch"] == 1
+    assert (killed_ckpt["epoch"], killed_ckpt["global_step"]) == KILLED_AT.get(case, (1, 8))
     # resumed from another launch folder: it continues in the checkpoint's run directory
     resumed = train(tmp_path / "launch", data_dir, *overrides, f"ckpt_path={last}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

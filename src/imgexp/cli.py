@@ -48,6 +48,8 @@ def quiet_libraries() -> None:
     # Lightning's own pytree helper still uses the LeafSpec torch deprecated: not ours to fix
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning)
+    # torchdata 0.11's StatefulDataLoader calls an API torch 2.14 deprecated: not ours either
+    warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
     if "lightning" in sys.modules:
         logging.getLogger("lightning").removeHandler(sys.modules["lightning"]._console)
     if "torchmetrics" in sys.modules:

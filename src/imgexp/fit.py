@@ -13,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 
 from imgexp.atomic import write_json_atomic
 from imgexp.callbacks.build import instantiate_callbacks, instantiate_loggers
+from imgexp.callbacks.loader_state import ResumeLoaderPosition
 from imgexp.callbacks.pruning import trial_pruning
 from imgexp.data import ImageDataModule
 from imgexp.errors import ImgexpError
@@ -102,7 +103,8 @@ def fit_and_test(cfg: DictConfig) -> dict:
     if resume:
         _keep_csv_rows(loggers, resume["global_step"])
     pruning = trial_pruning(cfg)  # None unless the run is an Optuna trial
-    callbacks = instantiate_callbacks(cfg.get("callbacks")) + ([pruning] if pruning else [])
+    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), ResumeLoaderPosition(),
+                 *([pruning] if pruning else [])]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         if isinstance(logger, WandbLogger):

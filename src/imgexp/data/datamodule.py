@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, get_worker_info
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from imgexp.data.class_map import map_labels
 from imgexp.data.dataset import ImageDataset, SharedImageCache, collate_skipping
@@ -203,11 +204,13 @@ class ImageDataModule(L.LightningDataModule):
         common = dict(num_workers=self.num_workers, worker_init_fn=seed_worker,
                       collate_fn=collate_skipping, pin_memory=self.pin_memory,
                       persistent_workers=self.persistent_workers and self.num_workers > 0)
+        # stateful: Lightning saves how far into the epoch it is, so a mid-epoch checkpoint
+        # resumes with the batches that were left (a plain DataLoader restarts the epoch)
         if batch_sampler is not None:
-            return DataLoader(dataset, batch_sampler=batch_sampler, **common)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
-                          sampler=sampler, drop_last=shuffle and len(dataset) > self.batch_size,
-                          **common)
+            return StatefulDataLoader(dataset, batch_sampler=batch_sampler, **common)
+        return StatefulDataLoader(dataset, batch_size=self.batch_size,
+                                  shuffle=shuffle and sampler is None, sampler=sampler,
+                                  drop_last=shuffle and len(dataset) > self.batch_size, **common)
 
     def train_sampler(self):
         """The train split's sampler (or batch sampler for pk), seeded by split_seed and the

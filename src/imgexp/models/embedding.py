@@ -42,8 +42,11 @@ class EpochStats:
 
     def means(self) -> dict[str, float]:
         means = {key: value / self.count for key, value in self.sums.items()} if self.count else {}
-        self.sums, self.count = {}, 0
+        self.reset()
         return means
+
+    def reset(self) -> None:
+        self.sums, self.count = {}, 0
 
 
 def collapse_warning(triplet_loss: float, spread: float, collapse_value: float,

@@ -13,7 +13,7 @@ import logging
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from imgexp.errors import ImgexpError
@@ -48,6 +48,7 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
         n = len(self.class_names)
+        self.train_loss = MeanMetric()  # a metric, not Lightning's mean: it can be checkpointed
         self.train_metrics = classification_metrics(n, "train/")
         self.val_metrics = classification_metrics(n, "val/")
         self.test_metrics = classification_metrics(n, "test/")
@@ -133,8 +134,17 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
             self.epoch_stats.add({"triplet_loss": loss.item(), **stats})
         else:
             self.train_metrics.update(logits.detach(), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.train_loss(loss.detach(), len(y))  # batch mean, weighted by the batch size
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        # a fresh epoch (Lightning skips this hook when it resumes into the middle of one): a
+        # checkpoint saved after the last batch held that whole epoch's figures
+        for metric in self._train_accumulators().values():
+            metric.reset()
+        if self.is_embedding:
+            self.epoch_stats.reset()
 
     def on_train_epoch_end(self) -> None:
         if self.is_embedding:
@@ -218,7 +228,8 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
                 if metric.update_count}
         checkpoint["imgexp"] = {"class_names": self.class_names, "config": self.config,
                                 "wandb_run_id": self.wandb_run_id,
-                                "skipped": sorted(self.skipped), "best": best}
+                                "skipped": sorted(self.skipped), "best": best,
+                                "train_epoch_so_far": self._train_epoch_so_far()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get("imgexp", {})
@@ -227,8 +238,35 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
         for name, value in meta.get("best", {}).items():
             if name in best:
                 best[name].update(torch.tensor(value, device=self.device))
+        self._restore_train_epoch_so_far(meta.get("train_epoch_so_far"))
         # Lightning restores the scheduler after configure_optimizers; keep a handle to adapt it
         self._resumed_checkpoint = checkpoint
+
+    def _train_accumulators(self) -> dict[str, Metric]:
+        return {"loss": self.train_loss, **{f"metrics.{name}": metric for name, metric
+                                            in self.train_metrics.items(keep_base=True)}}
+
+    def _train_epoch_so_far(self) -> dict:
+        """What the current epoch's train figures have accumulated: a checkpoint saved
+        mid-epoch (callbacks.last_checkpoint.every_n_train_steps) resumes into an epoch whose
+        train/* means still cover all of its batches, not only those after the resume."""
+        so_far = {name: {"count": metric._update_count, "state": metric.metric_state}
+                  for name, metric in self._train_accumulators().items()}
+        if self.is_embedding:
+            so_far["embedding_stats"] = {"sums": self.epoch_stats.sums,
+                                         "count": self.epoch_stats.count}
+        return so_far
+
+    def _restore_train_epoch_so_far(self, so_far: dict | None) -> None:
+        if not so_far:  # a checkpoint from before these were saved: the epoch restarts its means
+            return
+        for name, metric in self._train_accumulators().items():
+            for state, value in so_far[name]["state"].items():
+                setattr(metric, state, value.to(self.device) if torch.is_tensor(value) else value)
+            metric._update_count = so_far[name]["count"]
+        if self.is_embedding:
+            self.epoch_stats.sums = dict(so_far["embedding_stats"]["sums"])
+            self.epoch_stats.count = so_far["embedding_stats"]["count"]
 
     def _fit_resumed_schedule(self, scheduler) -> None:
         """On resume, keep the saved position in the schedule but the shape computed for this
