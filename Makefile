@@ -10,12 +10,13 @@ export WANDB_MODE ?= offline
 
 .PHONY: install lock train test test-fast bench lint clean-outputs
 
-# pip (not uv) installs: it reads this machine's pip configuration (its package indexes)
+# pip (not uv) installs: it reads this machine's pip configuration (its package indexes).
+# A lock rewritten with the same content (a `make lock` that changed nothing) keeps the venv.
 $(LOCKED): $(LOCK)
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK)
-	cp $(LOCK) $@
+	if cmp -s $(LOCK) $@; then touch $@; else \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) \
+		&& $(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK) \
+		&& cp $(LOCK) $@; fi
 
 $(STAMP): $(LOCKED) pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
