@@ -168,3 +168,13 @@ def test_compare_shows_each_runs_environment_hash(tmp_path):
     assert board.loc["b", "env"] == environment_hash({"torch": "2.15.0"})
     assert board.loc["c", "env"] == ""
     assert environment_hash({"torch": "2.15.0"}) in (out / "leaderboard.md").read_text()
+
+
+def test_an_unreadable_lock_is_one_line_naming_the_file(tmp_path, capsys):
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("pytest==8.0\nnot a requirement !!\n")
+    assert environment.main([str(lock)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{lock}:2" in err and "make lock" in err
+    assert environment.main([str(tmp_path / "missing.lock")]) == 2
+    assert "missing.lock" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from imgexp.errors import ImgexpError
 from imgexp.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ def locked_versions(path: Path = LOCK_FILE) -> dict[str, str]:
         try:
             req = Requirement(line)
         except InvalidRequirement as exc:
-            raise ValueError(f"{path}:{number}: not a pin ({exc})") from exc
+            raise ImgexpError(f"{path}:{number}: not a pin ({str(exc).splitlines()[0]}): "
+                              "regenerate it with `make lock`") from exc
         pinned = [s.version for s in req.specifier if s.operator == "=="]
         if len(pinned) != 1 or (req.marker and not req.marker.evaluate()):
             continue
@@ -125,7 +127,12 @@ def check_installed(lock: Path = LOCK_FILE) -> list[str]:
 
 def main(argv: list[str]) -> int:
     lock = Path(argv[0]) if argv else LOCK_FILE
-    if changed := check_installed(lock):
+    try:
+        changed = check_installed(lock)
+    except (ImgexpError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if changed:
         print(f"the installed packages differ from {lock} (locked -> installed): "
               f"{', '.join(changed)}. Rebuild the venv: rm -rf .venv && make install",
               file=sys.stderr)
