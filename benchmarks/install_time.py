@@ -3,7 +3,8 @@
 (`pip install -e '.[dev]'`, which resolves). Each clone gets its own empty pip cache, so
 neither reuses the other's downloads; they run one after the other in this process.
 
-Heavy: two ~6 GB venvs, minutes each; not in `--quick` (it reports the commits only).
+Heavy (two ~6 GB venvs, minutes each), so not a `bench_*` module that `make bench` runs:
+`python -m benchmarks.install_time` rewrites its section ("install") of RESULTS.md.
 """
 
 import os
@@ -12,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.__main__ import RESULTS, replace_section, section
 from benchmarks.common import REPO
 
 
@@ -37,15 +39,21 @@ def _timed_install(commit: str, scratch: Path) -> float:
     return time.perf_counter() - start
 
 
-def run(quick: bool = False) -> dict:
+def run() -> dict:
     head, before = _git("rev-parse", "HEAD"), _baseline()
     figures = {"setup": f"fresh clone + empty pip cache each, `make install`; before = "
                         f"{before[:10]} (pip install -e .[dev]), after = {head[:10]} (lock)"}
-    if quick:
-        return figures
     with tempfile.TemporaryDirectory(prefix="bench_install_") as scratch:
         old = _timed_install(before, Path(scratch))
         new = _timed_install(head, Path(scratch))
     figures.update({"before s": round(old, 1), "after s": round(new, 1),
                     "ratio after / before": round(new / old, 2)})
     return figures
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    figures = run()
+    print(figures)
+    RESULTS.write_text(replace_section(RESULTS.read_text(), "install",
+                                       section("install", figures, time.perf_counter() - start)))
