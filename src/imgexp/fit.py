@@ -19,6 +19,7 @@ from imgexp.data import ImageDataModule
 from imgexp.errors import ImgexpError
 from imgexp.models import build_model
 from imgexp.models.factory import read_checkpoint
+from imgexp.tracking.environment import warn_if_environment_differs
 from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.wandb_run import finish_wandb, flatten_config, run_identity
 
@@ -86,6 +87,7 @@ def collect_metrics(trainer: L.Trainer, module) -> dict:
 def fit_and_test(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
+    warn_if_environment_differs(cfg)  # a relaunch or resume in other package versions
     datamodule = build_datamodule(cfg)
     datamodule.resolve()
     resume = _resume_meta(cfg, datamodule.classes)

@@ -97,7 +97,8 @@ def load_run(run_dir: Path) -> dict:
     status = ("PRUNED" if metrics.get("trial/pruned") else "COMPLETE" if metrics else "FAIL")
     return {"run": run_dir, "overrides": overrides, "params": params, "metrics": metrics,
             "status": status, "epochs": metrics.get("epochs"),
-            "wall_time_s": info.get("wall_time_s"), "search_space": _search_space(run_dir)}
+            "wall_time_s": info.get("wall_time_s"), "env": info.get("env_hash"),
+            "search_space": _search_space(run_dir)}
 
 
 def label_runs(runs: list[dict]) -> None:
@@ -125,7 +126,8 @@ def leaderboard(runs: list[dict], metrics: list[str], mode: str) -> pd.DataFrame
                "overrides": " ".join(o for o in r["overrides"] if o not in shared)}
         row.update({k: r["params"].get(k, UNSET) for k in varying})
         row.update({m: r["metrics"].get(m) for m in metrics})
-        row.update(epochs=r["epochs"], wall_time_s=r["wall_time_s"], path=str(r["run"]))
+        row.update(epochs=r["epochs"], wall_time_s=r["wall_time_s"], env=r["env"],
+                   path=str(r["run"]))  # env: the installed versions' hash (run_info.json)
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values(metrics[0], ascending=mode != "max", na_position="last",

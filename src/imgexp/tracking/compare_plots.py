@@ -19,7 +19,7 @@ from imgexp.atomic import atomic_path  # noqa: E402
 log = logging.getLogger(__name__)
 MAX_LEGEND = 20
 UNSET = "(unset)"  # a hyperparameter the run did not override (its config default)
-RESERVED = {"run", "status", "overrides", "epochs", "wall_time_s", "path"}
+RESERVED = {"run", "status", "overrides", "epochs", "wall_time_s", "env", "path"}
 
 
 def _save_figure(fig, path: Path) -> Path:

@@ -4,18 +4,13 @@ import math
 import os
 import platform
 import subprocess
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
 
 from imgexp.atomic import write_json_atomic
 from imgexp.paths import PROJECT_ROOT
-
-PACKAGES = ("imgexp", "torch", "torchvision", "lightning", "timm", "torchmetrics", "hydra-core",
-            "scikit-learn", "albumentations", "wandb", "optuna", "pytorch-metric-learning")
-
-
+from imgexp.tracking.environment import environment_info
 
 
 def to_number(value):
@@ -34,16 +29,6 @@ def _git(*args: str) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def package_versions() -> dict:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
-
-
 def describe_device() -> str:
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
@@ -59,7 +44,7 @@ def write_run_info(run_dir: str | Path, seed: int, manifest_hash: str, wall_time
     dirty = bool(status and status.strip())
     if dirty:
         (run_dir / "git_diff.patch").write_text(_git("diff", "HEAD") or "")
-    info = {"git_commit": commit, "git_dirty": dirty, "packages": package_versions(),
+    info = {"git_commit": commit, "git_dirty": dirty, **environment_info(),
             "python": platform.python_version(), "seed": seed, "device": describe_device(),
             "manifest_hash": manifest_hash, "wall_time_s": round(wall_time_s, 3), **(extra or {})}
     return write_json_atomic(run_dir / "run_info.json", info)
