@@ -70,6 +70,14 @@ def test_per_cluster_shares_shrink_with_cluster_size(cli_run):
                for a, b, o in zip(shares, shares[1:], ordered[1:], strict=False))
     assert shares[0] > shares[-1]
     assert all(c["spread"] > 0 for c in clusters)
+    # relative to the median cluster: clusters within 10% in size get close shares (the curve
+    # scaled by the budget moves them by at most ~4 points, rounding by one image each)
+    median = np.median([c["size"] for c in clusters])
+    assert all(c["relative_size"] == pytest.approx(c["size"] / median, abs=1e-4)
+               for c in clusters)
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if b["size"] <= 1.1 * a["size"]:
+            assert abs(a["share"] - b["share"]) <= 0.04 + 1 / a["size"] + 1 / b["size"]
 
 
 def test_csv_files_manifest_and_pictures(cli_run):
@@ -85,8 +93,12 @@ def test_csv_files_manifest_and_pictures(cli_run):
     pictures = run / "pictures"
     assert (pictures / "cluster_sizes.png").stat().st_size > 5000
     assert (pictures / "feature_map.png").stat().st_size > 5000
+    assert (pictures / "share_curve.png").stat().st_size > 5000
     mosaics = sorted((pictures / "clusters").glob("cluster_*.jpg"))
     assert len(mosaics) == 20 and Image.open(mosaics[0]).width == 8 * 66
+    # selected and left-out thumbnails on rows of their own, under a caption and two headings
+    height = Image.open(mosaics[0]).height - 3 * 18
+    assert height % 66 == 0 and height // 66 >= 2
     info = json.loads((run / "run_info.json").read_text())
     assert info["seed"] == 42 and len(info["manifest_hash"]) == 64
 

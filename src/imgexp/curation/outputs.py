@@ -18,6 +18,8 @@ from imgexp.curation.pictures import (
     plot_feature_map,
     plot_k_choice,
 )
+from imgexp.curation.selection import budget_scale, relative_sizes
+from imgexp.curation.share_plot import plot_share_curve
 from imgexp.data.splits import Sample
 from imgexp.tracking.run_files import write_run_info
 
@@ -57,11 +59,13 @@ def write_manifest(run_dir: Path, root: Path, selected: pd.DataFrame, others: li
 def per_cluster(clusters: Clusters, sizes: np.ndarray, counts: np.ndarray,
                 table: pd.DataFrame) -> list[dict]:
     info = clusters.info
+    relative = relative_sizes(sizes)
     out = []
     for c, (n, k) in enumerate(zip(sizes, counts, strict=True)):
         labels = Counter(table.loc[table["cluster"] == c, "label"])
         out.append({"cluster": c, "size": int(n), "selected": int(k),
                     "share": round(float(k / n), 4) if n else 0.0,
+                    "relative_size": round(float(relative[c]), 4),
                     "spread": info["spread"][c],
                     "nearest_centroid_distance": info["nearest_centroid_distance"][c],
                     "labels": {lab: cnt for lab, cnt in labels.most_common() if lab}})
@@ -73,13 +77,19 @@ def write_pictures(run_dir: Path, root: Path, table: pd.DataFrame, clusters: Clu
     pics = run_dir / "pictures"
     pics.mkdir(exist_ok=True)
     selected = table["selected"].to_numpy()
+    s = cfg.select
+    scale = budget_scale(sizes, int(s.budget), s.p_min, s.p_max, s.growth, s.min_per_cluster) \
+        if s.budget else None
     made = [plot_cluster_sizes(sizes, counts, pics / "cluster_sizes.png"),
+            plot_share_curve(pics / "share_curve.png", s.p_min, s.p_max, s.growth, sizes,
+                             counts, scale),
             plot_feature_map(clusters.space, clusters.labels, selected, pics / "feature_map.png",
                              cfg.seed)]
     if "k_table" in clusters.info:
         made.append(plot_k_choice(clusters.info["k_table"], pics / "k_choice.png"))
     made += cluster_mosaics([root / p for p in table["path"]], clusters.labels, selected,
-                            clusters.distances, pics / "clusters", cfg.select.mosaic_size)
+                            table["rank"].to_numpy(), clusters.distances, pics / "clusters",
+                            s.mosaic_size)
     return [str(p.relative_to(run_dir)) for p in made]
 
 

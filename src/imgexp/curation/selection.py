@@ -1,8 +1,11 @@
 """How many images to take from each cluster, and which ones.
 
 The seed's rule: the bigger a cluster, the smaller the share taken from it, decaying
-exponentially from p_max (smallest cluster) to p_min (largest):
-    p(n) = p_min + (p_max - p_min) * exp(-growth * (n - n_min) / (n_max - n_min))
+exponentially with the cluster's size relative to the typical (median) cluster, r = n / median:
+    p(r) = p_min + (p_max - p_min) * exp(-growth * r)
+p_max for clusters much smaller than typical, p_min for much larger ones. Relative, not ranked:
+multiplying every size by k changes no share, and clusters of close sizes get close shares
+(the former range-normalised curve gave 60% and 17% to clusters of 195 and 217 images).
 """
 
 import heapq
@@ -25,14 +28,23 @@ def check_shares(p_min: float, p_max: float, growth: float) -> None:
         raise ImgexpError(f"select.growth={growth} must be >= 0 (0 = every cluster gets p_max)")
 
 
-def cluster_shares(sizes, p_min: float, p_max: float, growth: float) -> np.ndarray:
-    """The share p(n) of each cluster; every cluster gets p_max when all have the same size."""
-    check_shares(p_min, p_max, growth)
+def relative_sizes(sizes) -> np.ndarray:
+    """Each cluster's size over the median cluster size: the median, not the mean, so that one
+    giant cluster (k-means often makes one of near-identical images) does not make every other
+    cluster look small."""
     sizes = np.asarray(sizes, dtype=float)
-    n_min, n_max = sizes.min(), sizes.max()
-    if n_max == n_min:
-        return np.full(len(sizes), float(p_max))
-    return p_min + (p_max - p_min) * np.exp(-growth * (sizes - n_min) / (n_max - n_min))
+    return sizes / max(float(np.median(sizes)), 1.0)
+
+
+def share_curve(relative, p_min: float, p_max: float, growth: float) -> np.ndarray:
+    """p(r) = p_min + (p_max - p_min) * exp(-growth * r), r = size / median size."""
+    return p_min + (p_max - p_min) * np.exp(-growth * np.asarray(relative, dtype=float))
+
+
+def cluster_shares(sizes, p_min: float, p_max: float, growth: float) -> np.ndarray:
+    """The share p(r) of each cluster, r its size relative to the median cluster."""
+    check_shares(p_min, p_max, growth)
+    return share_curve(relative_sizes(sizes), p_min, p_max, growth)
 
 
 def cluster_counts(sizes, shares, min_per_cluster: int = 1) -> np.ndarray:
@@ -42,30 +54,52 @@ def cluster_counts(sizes, shares, min_per_cluster: int = 1) -> np.ndarray:
     return np.minimum(counts, sizes).astype(np.int64)
 
 
-def solve_budget(sizes, budget: int, p_min: float, p_max: float, growth: float,
-                 min_per_cluster: int = 1) -> np.ndarray:
-    """Counts summing to exactly `budget`, with shares s * p(n) (same curve, scaled by s).
+def _scaled_counts(sizes: np.ndarray, base: np.ndarray, scale: float,
+                   min_per_cluster: int) -> np.ndarray:
+    return cluster_counts(sizes, np.minimum(1.0, scale * base), min_per_cluster)
 
-    Bisection finds the largest s whose rounded total stays within the budget; the few images
-    rounding left over go to the clusters whose unrounded count was closest to the next one.
-    """
-    sizes = np.asarray(sizes)
+
+def _budget_base(sizes: np.ndarray, budget: int, p_min: float, p_max: float, growth: float,
+                 min_per_cluster: int) -> np.ndarray:
     floor = np.minimum(min_per_cluster, sizes).sum()
     if not floor <= budget <= sizes.sum():
         raise ImgexpError(f"select.budget={budget} is out of reach: it must be between "
                           f"{floor} (min_per_cluster={min_per_cluster} in each of {len(sizes)} "
                           f"clusters) and {sizes.sum()} (every image)")
     base = cluster_shares(sizes, p_min, p_max, growth)
-    base = np.where(base > 0, base, 1e-12)  # p_min = 0 must still scale up
+    return np.where(base > 0, base, 1e-12)  # p_min = 0 must still scale up
 
-    def counts_at(scale: float) -> np.ndarray:
-        return cluster_counts(sizes, np.minimum(1.0, scale * base), min_per_cluster)
 
+def _bisect(sizes: np.ndarray, base: np.ndarray, budget: int,
+            min_per_cluster: int) -> tuple[float, float]:
+    """lo: the largest scale found whose rounded total stays within the budget; hi: just above."""
     lo, hi = 0.0, 1.0 / base.min()
     for _ in range(100):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if counts_at(mid).sum() <= budget else (lo, mid)
-    counts = counts_at(lo)
+        lo, hi = (mid, hi) if _scaled_counts(sizes, base, mid, min_per_cluster).sum() <= budget \
+            else (lo, mid)
+    return lo, hi
+
+
+def budget_scale(sizes, budget: int, p_min: float, p_max: float, growth: float,
+                 min_per_cluster: int = 1) -> float:
+    """The s by which select.budget scales the curve: shares min(1, s * p(r))."""
+    sizes = np.asarray(sizes)
+    base = _budget_base(sizes, budget, p_min, p_max, growth, min_per_cluster)
+    return _bisect(sizes, base, budget, min_per_cluster)[1]
+
+
+def solve_budget(sizes, budget: int, p_min: float, p_max: float, growth: float,
+                 min_per_cluster: int = 1) -> np.ndarray:
+    """Counts summing to exactly `budget`, with shares s * p(r) (same curve, scaled by s).
+
+    Bisection finds the largest s whose rounded total stays within the budget; the few images
+    rounding left over go to the clusters whose unrounded count was closest to the next one.
+    """
+    sizes = np.asarray(sizes)
+    base = _budget_base(sizes, budget, p_min, p_max, growth, min_per_cluster)
+    lo, hi = _bisect(sizes, base, budget, min_per_cluster)
+    counts = _scaled_counts(sizes, base, lo, min_per_cluster)
     wanted = np.minimum(1.0, hi * base) * sizes
     room = np.flatnonzero(counts < sizes)
     order = room[np.argsort(-(wanted[room] - counts[room]), kind="stable")]
