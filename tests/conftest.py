@@ -58,7 +58,7 @@ def digits_root(data_dir) -> Path:
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory, data_dir) -> Path:
     """A small softmax model trained on the digits (a few seconds); returns its run dir."""
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     run_dir = tmp_path_factory.mktemp("digits_run")
     cfg = train_config(["trainer.max_epochs=3", "data.image_size=16",

@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from conftest import compose_config
-from imgexp.curation.pipeline import run_prepare
-from imgexp.curation.tables import read_csv
+from imgexp.prepare.pipeline import run_prepare
+from imgexp.prepare.tables import read_csv
 
 
 def smooth_image(seed: int, size=(32, 32), mode="RGB") -> Image.Image:

@@ -13,16 +13,16 @@ from PIL import Image
 
 from app_helpers import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery
 from conftest import compose_config
-from imgexp.app.compare import best_threshold, calibrate_on_val, cosine, pair_similarities
 from imgexp.app.gallery import gallery_map, label_of, load_gallery
+from imgexp.app.pairs import best_threshold, calibrate_on_val, cosine, pair_similarities
 from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise, to_batch, verdict
+from imgexp.app.run import PAGE_SCRIPT, streamlit_command
 from imgexp.app.settings import AppSettings
 from imgexp.app.uploads import BadUpload, decode_upload
-from imgexp.curation.features import FeatureExtractor
 from imgexp.data import load_rgb
 from imgexp.errors import ImgexpError
+from imgexp.features.extractor import FeatureExtractor
 from imgexp.models import load_model
-from imgexp.webapp import PAGE_SCRIPT, streamlit_command
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,7 @@ def test_launcher_runs_streamlit_on_localhost_with_the_upload_limit(tmp_path):
 
 
 def test_launcher_bad_checkpoint_is_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "imgexp.webapp", f"ckpt_path={tmp_path}/no.ckpt",
+    out = subprocess.run([sys.executable, "-m", "imgexp.app", f"ckpt_path={tmp_path}/no.ckpt",
                           f"gallery={tmp_path}", f"hydra.run.dir={tmp_path}/run"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1

@@ -17,11 +17,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_helpers import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery, settings_file
-from imgexp.app.compare import calibrate_on_val, cosine
+from imgexp.app.pairs import calibrate_on_val, cosine
 from imgexp.app.recognise import embed_one, recognise
 from imgexp.app.settings import ENV_VAR
-from imgexp.curation.features import FeatureExtractor
 from imgexp.data import load_rgb
+from imgexp.features.extractor import FeatureExtractor
 from imgexp.models import load_model
 
 PAGE_SCRIPT = Path(__file__).parents[1] / "src" / "imgexp" / "app" / "streamlit_app.py"
@@ -184,7 +184,7 @@ def test_browser_upload_shows_top1(tmp_path, app_dir, digits_ckpt, model, digits
     port = free_port()
     url = f"http://localhost:{port}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "imgexp.webapp", f"ckpt_path={digits_ckpt}",
+        [sys.executable, "-m", "imgexp.app", f"ckpt_path={digits_ckpt}",
          f"gallery={app_dir / 'gallery'}", f"port={port}", f"cache_dir={app_dir / 'cache'}",
          f"hydra.run.dir={tmp_path / 'run'}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

@@ -15,8 +15,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from conftest import compose_config
 from hydra_plugins.imgexp_optuna_sweeper._results import write_results
-from imgexp.tracking.compare import compare_runs
-from imgexp.tracking.compare_plots import UNSET, parallel_coordinates_figure
+from imgexp.compare.pipeline import compare_runs
+from imgexp.compare.plots import UNSET, parallel_coordinates_figure
 
 LR_SPACE = "tag(log, interval(1e-5, 3e-2))"
 

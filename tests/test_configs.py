@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import train_config
-from imgexp.fit import fit_and_test
 from imgexp.paths import CONFIG_DIR
+from imgexp.train.fit import fit_and_test
 
 
 def _options(group: str) -> list[str]:

@@ -306,8 +306,8 @@ def test_class_map_merges_folder_and_manifest_classes(tmp_path):
 
 def test_training_with_data_class_map_gives_the_merged_classes(tmp_path, data_dir):
     from conftest import train_config
-    from imgexp.fit import fit_and_test
     from imgexp.models.factory import read_checkpoint
+    from imgexp.train.fit import fit_and_test
 
     cfg = train_config(["data.class_map={0: low, 1: low, 2: low, 3: low, 4: low, *: high}",
                         "data.image_size=8", "model.backbone.channels=[4]",
@@ -324,7 +324,7 @@ def test_training_with_data_class_map_gives_the_merged_classes(tmp_path, data_di
 
 def test_a_run_without_test_split_says_so_and_reports_no_test_metrics(tmp_path, caplog):
     from conftest import compose_config
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     root = _layout(tmp_path / "imgs", {"train": 4, "val": 2})
     cfg = compose_config("train", ["logger=csv", "~callbacks.progress_bar",
@@ -339,7 +339,7 @@ def test_a_run_without_test_split_says_so_and_reports_no_test_metrics(tmp_path, 
 
 
 def test_evaluating_a_split_the_folders_lack_names_the_splits_there_are(tmp_path):
-    from imgexp.evaluation.checkpoint_data import split_loader
+    from imgexp.models.data_config import split_loader
 
     dm = ImageDataModule(root=str(_layout(tmp_path / "imgs", {"train": 4, "val": 2})),
                          image_size=8)

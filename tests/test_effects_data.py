@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import train_config
 from imgexp.data.image_io import load_rgb
-from imgexp.fit import build_datamodule
+from imgexp.train.fit import build_datamodule
 
 
 def _dm(tmp_path, data_dir, overrides):

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from imgexp.evaluation.eval_run import evaluate_checkpoint, knn_settings
+from imgexp.eval.pipeline import evaluate_checkpoint, knn_settings
 from imgexp.models.factory import load_model
 
 

@@ -10,9 +10,9 @@ import torch
 from PIL import Image, JpegImagePlugin
 
 from conftest import compose_config
-from imgexp.curation import inspect
-from imgexp.curation.features import FeatureExtractor
-from imgexp.evaluation.predict import predict_folder
+from imgexp.features.extractor import FeatureExtractor
+from imgexp.predict.pipeline import predict_folder
+from imgexp.prepare import checks as inspect
 from prepare_support import make_classes, run_prepare_on
 
 
@@ -96,7 +96,7 @@ def test_predict_top_k_sets_the_listed_classes(tmp_path, digits_ckpt, digits_roo
 def test_select_kcenter_dim_sets_the_traversal_space():
     from types import SimpleNamespace
 
-    from imgexp.curation.stage import selection_space
+    from imgexp.select.pipeline import selection_space
 
     space = np.random.default_rng(0).normal(size=(200, 32))
     clusters = SimpleNamespace(space=space)
@@ -105,7 +105,7 @@ def test_select_kcenter_dim_sets_the_traversal_space():
 
 
 def test_select_score_sizes_set_the_spread_and_the_sample():
-    from imgexp.curation.similarity import redundancy_score, similarity_score
+    from imgexp.select.similarity import redundancy_score, similarity_score
 
     features = np.random.default_rng(1).normal(size=(400, 16))
     center = features.mean(0)
@@ -121,7 +121,7 @@ def test_select_score_sizes_set_the_spread_and_the_sample():
 def test_select_builds_a_backbone_whose_config_points_into_the_rest(tmp_path):
     """simple_cnn's image_size is `${data.image_size}`: it must resolve against select's config."""
     from conftest import compose_config
-    from imgexp.curation.stage import build_extractor
+    from imgexp.select.pipeline import build_extractor
 
     cfg = compose_config("select", ["model/backbone=simple_cnn", "data.root=/images",
                                     "data.image_size=24", "select.precision=fp32"], tmp_path)

@@ -8,15 +8,15 @@ import pytest
 
 from conftest import compose_config, train_config
 from eval_helpers import write_unseen_images
-from imgexp.evaluation.eval_run import evaluate_checkpoint
-from imgexp.evaluation.predict import predict_folder, validation_threshold
+from imgexp.eval.pipeline import evaluate_checkpoint
+from imgexp.predict.pipeline import predict_folder, validation_threshold
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def triplet_run(tmp_path_factory, data_dir) -> Path:
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     run_dir = tmp_path_factory.mktemp("triplet_run")
     cfg = train_config(["experiment=digits_triplet", "trainer.max_epochs=3",

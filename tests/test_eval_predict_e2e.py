@@ -11,7 +11,7 @@ import pytest
 from conftest import compose_config
 from eval_helpers import run_stage, write_unseen_images
 from imgexp.errors import ImgexpError
-from imgexp.evaluation.predict import predict_folder
+from imgexp.predict.pipeline import predict_folder
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +99,7 @@ def test_errors_html_has_one_row_per_error_and_every_image_resolves(eval_dir):
 
 
 def test_eval_writes_a_reliability_diagram_that_agrees_with_the_ece(eval_dir):
-    from imgexp.evaluation.calibration import expected_calibration_error
+    from imgexp.metrics.calibration import expected_calibration_error
 
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     bins = pd.read_csv(eval_dir / "reliability.csv")
@@ -227,7 +227,7 @@ def test_threshold_helper_then_unseen_images_mostly_go_to_unknown(run_copy, tmp_
 
 
 def test_energy_score_also_rejects_unseen_images(run_copy, tmp_path):
-    from imgexp.evaluation.predict import validation_threshold
+    from imgexp.predict.pipeline import validation_threshold
 
     ckpt = run_copy / "checkpoints" / "best.ckpt"
     cfg = predict_config(tmp_path, ckpt, write_unseen_images(tmp_path / "in")[0].parent,

@@ -6,17 +6,17 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from imgexp.errors import ImgexpError
-from imgexp.evaluation.calibration import (
+from imgexp.metrics.calibration import (
     expected_calibration_error,
     plot_reliability,
     reliability_bins,
 )
-from imgexp.evaluation.confusion import confusion_counts, most_confused, normalise_rows
-from imgexp.evaluation.inference import Outputs
-from imgexp.evaluation.metrics import classification_scores, retrieval_map
-from imgexp.evaluation.predict import list_inputs
-from imgexp.evaluation.scores import known_class_score, threshold_for_false_reject_rate
-from imgexp.evaluation.sorting import place
+from imgexp.metrics.classification import classification_scores, retrieval_map
+from imgexp.metrics.confusion import confusion_counts, most_confused, normalise_rows
+from imgexp.models.inference import Outputs
+from imgexp.predict.pipeline import list_inputs
+from imgexp.predict.scores import known_class_score, threshold_for_false_reject_rate
+from imgexp.predict.sorting import place
 
 
 def unit_angle(degrees) -> np.ndarray:
@@ -188,7 +188,7 @@ def test_most_confused_table_is_empty_without_errors():
 def test_eval_metrics_reach_the_runs_wandb_run_and_csv_log(tmp_path, monkeypatch):
     import torch
 
-    from imgexp.evaluation.run_logging import log_to_run_loggers
+    from imgexp.tracking.run_logging import log_to_run_loggers
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     run = tmp_path / "run"
@@ -217,7 +217,7 @@ def test_datamodule_for_rebuilds_the_checkpoints_split_or_uses_the_users_root(di
     from types import SimpleNamespace
 
     from imgexp.data import ImageDataModule
-    from imgexp.evaluation.checkpoint_data import datamodule_for
+    from imgexp.models.data_config import datamodule_for
 
     data = {"_target_": "imgexp.data.ImageDataModule", "builtin": "digits",
             "root": str(digits_root), "manifest": None, "image_size": 8, "batch_size": 4,
@@ -246,7 +246,7 @@ def test_datamodule_for_rebuilds_the_checkpoints_split_or_uses_the_users_root(di
 
 def test_eval_metrics_sent_to_the_runs_wandb_print_no_wandb_block(tmp_path, capfd, monkeypatch):
     """imgexp-eval's back-logging printed W&B's banner and ~35-line history/summary block."""
-    from imgexp.evaluation.run_logging import log_to_wandb
+    from imgexp.tracking.run_logging import log_to_wandb
 
     monkeypatch.delenv("WANDB_SILENT", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from conftest import compose_config
 from imgexp.errors import ImgexpError
-from imgexp.explain import attribution, clustering, paths
+from imgexp.explain import attribution, clustering, layer_paths
 from imgexp.explain.inputs import data_config, load_folder, stratified_sample
 from imgexp.explain.pipeline import run
 from imgexp.models import load_model
@@ -288,11 +288,11 @@ def test_path_typicality_flags_the_wandering_image():
                           "correct": [True] * 5 + [False]})
     # f, a y predicted as x, goes through y's clusters: atypical of x, foreign at both layers
     clusters = {"l1": np.array([0, 0, 0, 1, 1, 1]), "l2": np.array([5, 5, 5, 7, 7, 7])}
-    ranked = paths.path_table(table, clusters)
+    ranked = layer_paths.path_table(table, clusters)
     assert ranked.loc[5, "typicality"] == pytest.approx(0.25)  # 1 of 4 "x" paths, each layer
     assert ranked.loc[0, "typicality"] == pytest.approx(0.75)
     assert ranked.loc[5, "foreign_layers"] == 2 and ranked.loc[0, "foreign_layers"] == 0
-    assert paths.least_typical(ranked, per_class=1)["path"].tolist() == ["f", "d"]
+    assert layer_paths.least_typical(ranked, per_class=1)["path"].tolist() == ["f", "d"]
 
 
 def test_superpixels_are_contiguous_regions_that_follow_edges():

@@ -18,7 +18,7 @@ GRAD_CAM = {"resnet50": "layer3", "efficientnet_b0": "blocks.4"}
 
 
 def tiny_checkpoint(backbone: str, out, data_dir):
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     cfg = train_config([f"model/backbone={backbone}", "data.image_size=32", "data.batch_size=8",
                         "trainer.max_epochs=1", "+trainer.limit_train_batches=1",

@@ -21,7 +21,7 @@ TRIPLET = ["experiment=digits_triplet", "data.image_size=16", "model.backbone.ch
 @pytest.mark.skipif(not hasattr(heads, "EmbeddingHead"),
                     reason="embedding heads come with the metric-learning issue (issue-metric)")
 def test_embedding_checkpoint_is_explained(tmp_path, data_dir):
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     fit_and_test(train_config(TRIPLET, tmp_path / "train", data_dir))
     ckpt = tmp_path / "train" / "checkpoints" / "best.ckpt"

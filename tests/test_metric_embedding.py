@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from conftest import compose_config, train_config
-from imgexp.callbacks.finetune import ProgressiveUnfreezing
 from imgexp.errors import ImgexpError
-from imgexp.evaluation import retrieval_metrics
-from imgexp.fit import build_datamodule, fit_and_test
+from imgexp.metrics import retrieval_metrics
 from imgexp.models import build_model, load_model
+from imgexp.train.fit import build_datamodule, fit_and_test
+from imgexp.training.finetune import ProgressiveUnfreezing
 
 CLASSES = [str(d) for d in range(10)]
 # the CI variant of experiment=digits_triplet: 16 px, two conv blocks, 5 epochs

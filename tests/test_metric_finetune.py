@@ -12,11 +12,11 @@ from lightning.pytorch.callbacks import Callback
 from torch.optim.lr_scheduler import OneCycleLR
 
 from conftest import train_config
-from imgexp.callbacks.build import instantiate_callbacks, instantiate_loggers
-from imgexp.callbacks.finetune import ProgressiveUnfreezing
 from imgexp.errors import ImgexpError
-from imgexp.fit import build_datamodule
 from imgexp.models import build_model
+from imgexp.train.fit import build_datamodule
+from imgexp.training.build import instantiate_callbacks, instantiate_loggers
+from imgexp.training.finetune import ProgressiveUnfreezing
 
 EPOCHS, BATCHES = 4, 3
 # simple_cnn [8, 16] at 8 px: stages conv0, conv1, neck; [1, 3] thaws neck + conv1 at

@@ -8,7 +8,7 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
 from sklearn.neighbors import NearestNeighbors
 
-from imgexp.evaluation import knn_search, knn_vote, retrieval_metrics
+from imgexp.metrics import knn_search, knn_vote, retrieval_metrics
 
 
 def clusters(n: int, num_classes: int = 8, dim: int = 16, noise: float = 1.0, seed: int = 0):

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import compose_config
-from imgexp.curation.pipeline import run_prepare
 from imgexp.data import read_manifest
 from imgexp.paths import PROJECT_ROOT
+from imgexp.prepare.pipeline import run_prepare
 from prepare_support import (
     fingerprint,
     make_classes,
@@ -177,7 +177,7 @@ def test_100_megapixel_jpeg_is_checked_within_max_pixels(hundred_mp_root, tmp_pa
 def test_100_megapixel_jpeg_check_does_not_blow_up_memory(hundred_mp_root):
     # peak RSS growth of a fresh process checking the file: a full decode needs >= 100 MB
     code = ("import resource, sys\n"
-            "from imgexp.curation.inspect import CheckOptions, inspect_file\n"
+            "from imgexp.prepare.checks import CheckOptions, inspect_file\n"
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             "check = inspect_file(sys.argv[1], 'cat/huge.jpg', CheckOptions())\n"
             "assert check.ok, check.reason\n"

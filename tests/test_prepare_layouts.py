@@ -91,7 +91,7 @@ def test_an_empty_split_folder_is_the_same_one_line_error_in_every_stage(tmp_pat
 
 
 def test_the_printed_summary_is_not_cut_at_80_columns_in_a_log(tmp_path, capsys):
-    from imgexp.curation.report import print_summary
+    from imgexp.prepare.report import print_summary
 
     split = "existing folders, val drawn from train, with a long explanation of the layout"
     warning = "no test split (train/ val/): a run trained on this manifest reports val " \

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from conftest import compose_config, train_config
-from imgexp.curation.pipeline import run_prepare
-from imgexp.curation.tables import read_csv
 from imgexp.data import ImageDataModule, read_manifest
 from imgexp.errors import ImgexpError
 from imgexp.paths import PROJECT_ROOT
+from imgexp.prepare.pipeline import run_prepare
+from imgexp.prepare.tables import read_csv
 from prepare_support import (
     fingerprint,
     make_classes,
@@ -229,7 +229,7 @@ def test_training_reads_the_manifest(tmp_path):
                         "trainer=debug", "data.image_size=16", "data.batch_size=64",
                         "data.num_workers=0", "model.backbone.channels=[8]"],
                        tmp_path / "train", data_dir=tmp_path)  # digits not needed
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     metrics = fit_and_test(cfg)
     assert metrics["data/skipped_images"] == 0
@@ -292,7 +292,7 @@ def test_command_line_prints_the_summary_and_one_line_errors(tmp_path):
 
 
 def test_streamed_and_in_memory_checks_agree(tmp_path, monkeypatch):
-    from imgexp.curation import inspect
+    from imgexp.prepare import checks as inspect
 
     make_classes(tmp_path, {"cat": 1}, ext=".jpg")
     in_memory = inspect.inspect_file(str(tmp_path), "cat/cat_00.jpg", inspect.CheckOptions())

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from imgexp.curation.features import FeatureExtractor, extract_features, resolve_precision
 from imgexp.errors import ImgexpError
+from imgexp.features.extractor import FeatureExtractor, extract_features, resolve_precision
 
 
 @pytest.fixture(scope="module")

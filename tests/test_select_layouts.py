@@ -3,7 +3,7 @@
 from collections import Counter
 
 from conftest import compose_config
-from imgexp.curation.stage import list_images
+from imgexp.select.pipeline import list_images
 from prepare_support import make_classes
 
 

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from conftest import compose_config
-from imgexp.curation.selection import cluster_shares
-from imgexp.curation.stage import run_select
 from imgexp.data import read_manifest
 from imgexp.errors import ImgexpError
+from imgexp.select.pipeline import run_select
+from imgexp.select.selection import cluster_shares
 
 
 def tree_state(root):

@@ -6,10 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from imgexp.curation.clustering import cluster_features, run_kmeans
-from imgexp.curation.export import export_selection
-from imgexp.curation.pictures import plot_k_choice
-from imgexp.curation.selection import (
+from imgexp.errors import ImgexpError
+from imgexp.select.clustering import cluster_features, run_kmeans
+from imgexp.select.export import export_selection
+from imgexp.select.pictures import plot_k_choice
+from imgexp.select.selection import (
     blocked_kcenter,
     cluster_counts,
     cluster_shares,
@@ -17,8 +18,7 @@ from imgexp.curation.selection import (
     select,
     solve_budget,
 )
-from imgexp.curation.similarity import redundancy_score, similarity_score
-from imgexp.errors import ImgexpError
+from imgexp.select.similarity import redundancy_score, similarity_score
 
 
 def blobs(sizes, dim=16, spread=0.3, seed=0):

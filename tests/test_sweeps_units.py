@@ -91,7 +91,7 @@ def test_flatten_config_gives_dotted_keys():
 
 
 def test_compare_refuses_folders_without_runs(tmp_path):
-    from imgexp.tracking.compare import find_runs
+    from imgexp.compare.pipeline import find_runs
 
     with pytest.raises(ImgexpError, match="holds no run directory"):
         find_runs([str(tmp_path)])

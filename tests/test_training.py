@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 
 from conftest import compose_config, train_config
-from imgexp.callbacks.ema import EMA
 from imgexp.errors import ImgexpError
-from imgexp.evaluation.eval_run import evaluate_checkpoint
-from imgexp.fit import build_datamodule, fit_and_test
+from imgexp.eval.pipeline import evaluate_checkpoint
 from imgexp.models import build_model
 from imgexp.models.factory import load_model, read_checkpoint
+from imgexp.train.fit import build_datamodule, fit_and_test
+from imgexp.training.ema import EMA
 
 TINY = ["data.image_size=16", "model.backbone.channels=[8,16]", "model.backbone.dense_units=32"]
 VOLATILE = {"best_model_path", "lr-Adam"}

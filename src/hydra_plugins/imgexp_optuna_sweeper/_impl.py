@@ -35,7 +35,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.storages._heartbeat import get_heartbeat_thread  # what Study.optimize uses
 from optuna.trial import TrialState
 
-from imgexp.callbacks.pruning import PRUNER_ATTR
+from imgexp.training.pruning import PRUNER_ATTR
 
 from ._results import OFFLINE_WANDB_GLOB, offline_wandb_runs, write_results
 from ._search_space import grid_values, parse_search_space, suggest

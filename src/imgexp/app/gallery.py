@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from imgexp.curation.features import FeatureExtractor, extract_features
 from imgexp.data import UnreadableImage, open_image
 from imgexp.data.splits import SPLITS, is_candidate_image
 from imgexp.errors import ImgexpError
+from imgexp.features.extractor import FeatureExtractor, extract_features
 
 THUMB_SIZE = 96
 

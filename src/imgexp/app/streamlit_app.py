@@ -9,15 +9,15 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from imgexp.app.compare import Threshold, calibrate_on_val, cosine
 from imgexp.app.gallery import Gallery, gallery_map, load_gallery, thumbnail
+from imgexp.app.pairs import Threshold, calibrate_on_val, cosine
 from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise
 from imgexp.app.settings import AppSettings, read_settings
 from imgexp.app.uploads import BadUpload, decode_upload
-from imgexp.curation.features import FeatureExtractor
 from imgexp.data import UnreadableImage, load_rgb
 from imgexp.data.splits import IMAGE_EXTENSIONS
 from imgexp.errors import ImgexpError
+from imgexp.features.extractor import FeatureExtractor
 from imgexp.models import load_model
 
 PAGES = ("Recognise", "Compare", "Browse")

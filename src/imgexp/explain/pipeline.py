@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgexp.atomic import write_json_atomic
 from imgexp.errors import ImgexpError
-from imgexp.explain import attribution, clustering, maps, ood, paths, report
+from imgexp.explain import attribution, clustering, layer_paths, maps, ood, report
 from imgexp.explain.activations import check_layers, collect, default_layers, grad_cam_layer
 from imgexp.explain.inputs import ImageSet, data_config, load_folder, load_split
 from imgexp.models import load_model
@@ -149,12 +149,12 @@ def run(cfg: DictConfig) -> dict:
 
     purity = pd.DataFrame(scores)
     purity.to_csv(out / "clustering" / "purity.csv", index=False)
-    all_paths = paths.path_table(table, clusters)
+    all_paths = layer_paths.path_table(table, clusters)
     all_paths.to_csv(out / "clustering" / "clusters.csv", index_label="row")
     all_paths.sort_values("typicality").to_csv(out / "paths" / "paths.csv", index_label="row")
-    odd = paths.least_typical(all_paths, ex.least_typical_per_class)
+    odd = layer_paths.least_typical(all_paths, ex.least_typical_per_class)
     odd.to_csv(out / "paths" / "least_typical.csv", index=False)
-    paths.plot_parallel(all_paths, layers, data_classes, out / "paths" / "paths.html",
+    layer_paths.plot_parallel(all_paths, layers, data_classes, out / "paths" / "paths.html",
                         PLOTLY_SRC)
 
     ood_info = doubt_on_unseen(table, unseen_table, cfg.split, out) if unseen else None
