@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import compose_config
+from helpers.config import compose_config
 from imgexp.progress import progress
 
 STAGES = ["train", "select", "prepare", "evaluate", "predict", "explainer", "compare", "webapp"]

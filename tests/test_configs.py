@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import train_config
+from helpers.config import train_config
 from imgexp.paths import CONFIG_DIR
 from imgexp.train.fit import fit_and_test
 
