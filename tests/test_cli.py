@@ -12,7 +12,7 @@ import pytest
 from helpers.config import compose_config
 from imgexp.progress import progress
 
-STAGES = ["train", "select", "prepare", "evaluate", "predict", "explainer", "compare", "webapp"]
+STAGES = ["train", "select", "prepare", "eval", "predict", "explain", "compare", "app"]
 HEAVY = ("torch", "lightning", "timm", "pandas", "matplotlib", "sklearn")
 
 
@@ -26,11 +26,11 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 3
     ("train", ["data=folder"], "data.root"),
     ("select", [], "data.root"),
     ("prepare", [], "data.root"),
-    ("evaluate", [], "ckpt_path"),
+    ("eval", [], "ckpt_path"),
     ("predict", [], "ckpt_path"),
-    ("explainer", [], "ckpt_path"),
+    ("explain", [], "ckpt_path"),
     ("compare", [], "dirs"),
-    ("webapp", [], "ckpt_path"),
+    ("app", [], "ckpt_path"),
 ])
 def test_an_unset_mandatory_key_is_one_line_naming_it(module, args, key, tmp_path):
     proc = run_stage(module, *args, f"hydra.run.dir={tmp_path}")

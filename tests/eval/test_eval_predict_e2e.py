@@ -28,7 +28,7 @@ def run_copy(digits_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def eval_dir(run_copy, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("eval")
-    run_stage("evaluate", f"ckpt_path={run_copy / 'checkpoints' / 'best.ckpt'}",
+    run_stage("eval", f"ckpt_path={run_copy / 'checkpoints' / 'best.ckpt'}",
               f"hydra.run.dir={out}")
     return out
 

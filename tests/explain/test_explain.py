@@ -215,7 +215,7 @@ def test_index_opens_in_headless_chromium_with_nothing_missing(explained):
 # -- entry point and user errors -------------------------------------------------------------
 def _entry_point(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     """imgexp-explain ARGS, in this process (a subprocess would re-import torch & co)."""
-    from imgexp import explainer
+    from imgexp.explain import run as explainer
 
     monkeypatch.setattr(sys, "argv", ["imgexp-explain", *args])
     try:
