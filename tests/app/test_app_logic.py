@@ -15,7 +15,7 @@ from helpers.app import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery
 from helpers.config import compose_config
 from imgexp.app.gallery import gallery_map, label_of, load_gallery
 from imgexp.app.pairs import best_threshold, calibrate_on_val, cosine, pair_similarities
-from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise, to_batch, verdict
+from imgexp.app.recognise import embed_one, nearest, recognise, to_batch
 from imgexp.app.run import PAGE_SCRIPT, streamlit_command
 from imgexp.app.settings import AppSettings
 from imgexp.app.uploads import BadUpload, decode_upload
@@ -23,6 +23,7 @@ from imgexp.data import load_rgb
 from imgexp.errors import ImgexpError
 from imgexp.features.extractor import FeatureExtractor
 from imgexp.models import load_model
+from imgexp.unknown import UNKNOWN, verdict
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from helpers.config import train_config
+from imgexp.data.build import build_datamodule
 from imgexp.data.image_io import load_rgb
-from imgexp.train.fit import build_datamodule
 
 
 def _dm(tmp_path, data_dir, overrides):

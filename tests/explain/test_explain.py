@@ -18,7 +18,7 @@ from PIL import Image
 from helpers.config import compose_config
 from imgexp.errors import ImgexpError
 from imgexp.explain import attribution, clustering, layer_paths
-from imgexp.explain.inputs import data_config, load_folder, stratified_sample
+from imgexp.explain.inputs import load_folder, stratified_sample
 from imgexp.explain.pipeline import run
 from imgexp.models import load_model
 
@@ -304,17 +304,6 @@ def test_superpixels_are_contiguous_regions_that_follow_edges():
     for region in np.unique(segments):  # no region straddles the colour edge
         columns = np.nonzero(segments == region)[1]
         assert columns.max() < 16 or columns.min() >= 16
-
-
-def test_data_overrides_keep_the_checkpoint_image_size():
-    trained = {"data": {"builtin": "digits", "root": "/d", "image_size": 16, "batch_size": 8}}
-    cfg = data_config(trained, None)
-    assert cfg == trained["data"]
-    from omegaconf import OmegaConf
-
-    other = data_config(trained, OmegaConf.create({"root": "/mine", "image_size": 224,
-                                                   "manifest": None}))
-    assert other["root"] == "/mine" and other["builtin"] is None and other["image_size"] == 16
 
 
 def _resnet18_classifier():

@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from imgexp.device import resolve_precision
 from imgexp.errors import ImgexpError
-from imgexp.features.extractor import FeatureExtractor, extract_features, resolve_precision
+from imgexp.features.extractor import FeatureExtractor, extract_features
 
 
 @pytest.fixture(scope="module")

@@ -211,39 +211,6 @@ def test_eval_metrics_reach_the_runs_wandb_run_and_csv_log(tmp_path, monkeypatch
     assert len(records) == 1 and b"test/balanced_acc" in records[0].read_bytes()
 
 
-def test_datamodule_for_rebuilds_the_checkpoints_split_or_uses_the_users_root(digits_root,
-                                                                              tmp_path):
-    import shutil
-    from types import SimpleNamespace
-
-    from imgexp.data import ImageDataModule
-    from imgexp.models.data_config import datamodule_for
-
-    data = {"_target_": "imgexp.data.ImageDataModule", "builtin": "digits",
-            "root": str(digits_root), "manifest": None, "image_size": 8, "batch_size": 4,
-            "num_workers": 0, "ratios": [0.7, 0.15, 0.15], "split_seed": 3}
-    model = SimpleNamespace(config={"data": data}, class_names=[str(d) for d in range(10)])
-    same = datamodule_for(model, {"root": None, "image_size": 64})
-    trained = ImageDataModule(root=str(digits_root), split_seed=3)
-    trained.resolve()
-    assert same.split_table().equals(trained.split_table())
-    assert same.image_size == 8  # the model's, whatever the override
-
-    other = tmp_path / "other"
-    for d in range(10):
-        (other / str(d)).mkdir(parents=True)
-        for f in sorted((digits_root / str(d)).iterdir())[:5]:
-            shutil.copy(f, other / str(d) / f.name)
-    moved = datamodule_for(model, {"root": str(other)})
-    assert moved.root == str(other) and moved.builtin is None
-    assert sum(len(ds) for ds in moved.datasets.values()) == 50
-    assert not (other / ".export-complete").exists()  # no digits exported into user data
-
-    shutil.rmtree(other / "9")
-    with pytest.raises(ImgexpError, match="trained on"):
-        datamodule_for(model, {"root": str(other)})
-
-
 def test_eval_metrics_sent_to_the_runs_wandb_print_no_wandb_block(tmp_path, capfd, monkeypatch):
     """imgexp-eval's back-logging printed W&B's banner and ~35-line history/summary block."""
     from imgexp.tracking.run_logging import log_to_wandb

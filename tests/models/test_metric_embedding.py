@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from helpers.config import compose_config, train_config
+from imgexp.data.build import build_datamodule
 from imgexp.errors import ImgexpError
 from imgexp.metrics import retrieval_metrics
 from imgexp.models import build_model, load_model
-from imgexp.train.fit import build_datamodule, fit_and_test
+from imgexp.train.fit import fit_and_test
 from imgexp.training.finetune import ProgressiveUnfreezing
 
 CLASSES = [str(d) for d in range(10)]

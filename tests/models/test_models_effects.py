@@ -11,8 +11,9 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.utils.class_weight import compute_class_weight
 
 from helpers.config import train_config
+from imgexp.data.build import build_datamodule
 from imgexp.models import build_model
-from imgexp.train.fit import build_datamodule, fit_and_test
+from imgexp.train.fit import fit_and_test
 
 TINY = ["data.image_size=16", "model.backbone.channels=[8,16]", "model.backbone.dense_units=32",
         "data.batch_size=16"]

@@ -14,11 +14,12 @@ import torch
 from PIL import Image
 
 from helpers.config import compose_config, train_config
+from imgexp.data.build import build_datamodule
 from imgexp.errors import ImgexpError
 from imgexp.eval.pipeline import evaluate_checkpoint
 from imgexp.models import build_model
 from imgexp.models.factory import load_model, read_checkpoint
-from imgexp.train.fit import build_datamodule, fit_and_test
+from imgexp.train.fit import fit_and_test
 from imgexp.training.ema import EMA
 
 TINY = ["data.image_size=16", "model.backbone.channels=[8,16]", "model.backbone.dense_units=32"]

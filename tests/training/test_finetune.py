@@ -12,9 +12,9 @@ from lightning.pytorch.callbacks import Callback
 from torch.optim.lr_scheduler import OneCycleLR
 
 from helpers.config import train_config
+from imgexp.data.build import build_datamodule
 from imgexp.errors import ImgexpError
 from imgexp.models import build_model
-from imgexp.train.fit import build_datamodule
 from imgexp.training.build import instantiate_callbacks, instantiate_loggers
 from imgexp.training.finetune import ProgressiveUnfreezing
 

@@ -12,14 +12,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from imgexp.app.gallery import embed_files
 from imgexp.atomic import write_json_atomic
 from imgexp.errors import ImgexpError
 from imgexp.features.cache import short_key
 from imgexp.features.extractor import FeatureExtractor
+from imgexp.models.data_config import checkpoint_datamodule
 
 log = logging.getLogger(__name__)
 MAX_VAL_IMAGES = 2000  # 2M pairs at most
@@ -73,8 +72,7 @@ def threshold_from(embeddings: np.ndarray, labels: list[str], source: str) -> Th
 
 def validation_images(model) -> tuple[list[Path], list[str], str]:
     """Files and labels of the checkpoint's validation split, and the split's hash."""
-    data_cfg = OmegaConf.create(model.config["data"])
-    datamodule = instantiate(data_cfg, augmentation=None, _recursive_=False)
+    datamodule = checkpoint_datamodule(model)
     datamodule.resolve()
     val = [s for s in datamodule.samples if s.split == "val"]
     if len(val) > MAX_VAL_IMAGES:  # an even, deterministic subsample

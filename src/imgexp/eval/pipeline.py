@@ -12,15 +12,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgexp.atomic import write_frame_atomic, write_json_atomic, write_text_atomic
 from imgexp.data import ImageDataModule
+from imgexp.device import resolve_device
 from imgexp.errors import ImgexpError
 from imgexp.eval.report_html import ErrorRow, write_error_report
 from imgexp.metrics.calibration import plot_reliability, reliability_bins
 from imgexp.metrics.classification import classification_scores, retrieval_map
 from imgexp.metrics.confusion import most_confused, write_confusion_files
 from imgexp.metrics.retrieval import knn_search, retrieval_metrics
-from imgexp.models import load_model
 from imgexp.models.data_config import datamodule_for, split_loader
-from imgexp.models.inference import Outputs, is_classifier, pick_device, run_model
+from imgexp.models.factory import model_from_checkpoint, read_checkpoint
+from imgexp.models.inference import Outputs, is_classifier, run_model
 from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.run_logging import log_to_run_loggers
 
@@ -104,7 +105,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = load_model(cfg.ckpt_path).to(pick_device(cfg.device))
+    ckpt = read_checkpoint(cfg.ckpt_path)  # read once: the model and its run's loggers
+    model = model_from_checkpoint(ckpt).to(resolve_device(cfg.device))
     datamodule = datamodule_for(model, OmegaConf.to_container(cfg.data))
     split, names = cfg.split, model.class_names
     with_retrieval = cfg.eval.retrieval is True or (cfg.eval.retrieval == "auto"
@@ -144,7 +146,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
                        f"Errors on {split}: {Path(cfg.ckpt_path).name}", len(queries.index),
                        cfg.eval.thumbnail_size, figures)
     if cfg.log_to_run:
-        for target in log_to_run_loggers(cfg.ckpt_path, metrics):
+        for target in log_to_run_loggers(cfg.ckpt_path, metrics, ckpt["imgexp"]):
             log.info("metrics also logged to %s", target)
     write_run_info(out_dir, model.config.get("seed"), datamodule.manifest_hash(),
                    time.perf_counter() - start,

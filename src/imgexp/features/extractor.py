@@ -10,7 +10,6 @@ Public API (also used by the web app to embed its gallery):
 import hashlib
 import json
 import logging
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -23,40 +22,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from imgexp.data.dataset import ImageFiles, collate_skipping
+from imgexp.device import resolve_device, resolve_precision
 from imgexp.errors import ImgexpError
 from imgexp.features.cache import FolderCache, hash_files
 from imgexp.models.module import IMAGENET_MEAN, IMAGENET_STD
 from imgexp.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("auto", "bf16", "fp32")
-PRECISION_ENV = "IMGEXP_PRECISION"
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto -> bf16 where the hardware computes it natively (else it is slower than fp32);
-    $IMGEXP_PRECISION=bf16|fp32 decides `auto` instead (to run the tests either way)."""
-    if precision not in PRECISIONS:
-        raise ImgexpError(f"select.precision={precision!r} is not an option: use {PRECISIONS}")
-    if precision != "auto":
-        return precision
-    forced = os.environ.get(PRECISION_ENV)
-    if forced:
-        if forced not in PRECISIONS[1:]:
-            raise ImgexpError(f"{PRECISION_ENV}={forced!r} is not an option: use bf16 or fp32 "
-                              "(or unset it)")
-        return forced
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-
-
 def _file_digest(path: str | Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()[:16]
@@ -127,11 +99,12 @@ class FeatureExtractor:
         """A model trained by imgexp-train: `embed` (L2-normalised, what the model compares
         images with) or `features` (raw pooled backbone output)."""
         from imgexp.models import load_model
+        from imgexp.models.data_config import input_size
 
         if mode not in ("embed", "features"):
             raise ImgexpError(f"select.ckpt_features={mode!r} is not an option: embed or features")
         model = load_model(path)
-        size = model.config["data"]["image_size"]
+        size = input_size(model)
         identity = f"ckpt={_file_digest(path)}|mode={mode}"
         return cls(_CheckpointFeatures(model, mode), size, identity, **kwargs)
 

@@ -1,5 +1,7 @@
-"""The data a checkpoint was trained on: the same root/manifest, split ratios and seed, so
-eval sees exactly the run's test images unless the user points it elsewhere."""
+"""What data and input size a checkpoint wants, read from the config it carries (after timm's
+resolve_model_data_config): the same root/manifest, split ratios and seed as the run that
+trained it, so eval, predict, explain and the app see exactly that run's images unless the
+user points them elsewhere. The one place that reads a checkpoint's data config."""
 
 from collections.abc import Mapping
 
@@ -7,13 +9,18 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from imgexp.data import ImageDataModule
+from imgexp.data.build import build_datamodule
 from imgexp.data.dataset import collate_skipping
 from imgexp.data.splits import SPLITS, find_split_layout
 from imgexp.errors import ImgexpError
-from imgexp.train.fit import build_datamodule
 
 
-def datamodule_for(model, overrides: Mapping | None = None) -> ImageDataModule:
+def input_size(model) -> int:
+    """The side of the square images the model was built for."""
+    return int(model.config["data"]["image_size"])
+
+
+def resolve_data_config(model, overrides: Mapping | None = None) -> dict:
     """The checkpoint's data config with the user's non-null `overrides` on top.
 
     Pointing at other images (root or manifest) drops the built-in dataset and the other
@@ -24,8 +31,18 @@ def datamodule_for(model, overrides: Mapping | None = None) -> ImageDataModule:
     if "root" in given or "manifest" in given:
         data.update(builtin=None, root=None, manifest=None)
     data.update(given)
-    data["image_size"] = model.config["data"]["image_size"]
-    datamodule = build_datamodule(OmegaConf.create({"data": data}))
+    data["image_size"] = input_size(model)
+    return data
+
+
+def checkpoint_datamodule(model, overrides: Mapping | None = None) -> ImageDataModule:
+    """The data module of resolve_data_config (not resolved yet: callers choose how far)."""
+    return build_datamodule(OmegaConf.create({"data": resolve_data_config(model, overrides)}))
+
+
+def datamodule_for(model, overrides: Mapping | None = None) -> ImageDataModule:
+    """checkpoint_datamodule, set up, refusing images of other classes than the model's."""
+    datamodule = checkpoint_datamodule(model, overrides)
     datamodule.setup()
     if datamodule.classes != model.class_names:
         raise ImgexpError(f"the data at {datamodule.root} has classes {datamodule.classes} but "

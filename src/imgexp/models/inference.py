@@ -22,12 +22,6 @@ class Outputs:
     skipped: list[str] = field(default_factory=list)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def is_classifier(model) -> bool:
     return getattr(model.head, "kind", "") == "classifier"
 

@@ -13,20 +13,21 @@ from torch.utils.data import DataLoader
 
 from imgexp.atomic import write_text_atomic
 from imgexp.data.dataset import ImageFiles, collate_skipping
-from imgexp.data.splits import IGNORED_NAMES
+from imgexp.data.splits import image_files
+from imgexp.device import resolve_device
 from imgexp.errors import ImgexpError
 from imgexp.models import load_model
-from imgexp.models.data_config import datamodule_for, split_loader
-from imgexp.models.inference import Outputs, pick_device, run_model
+from imgexp.models.data_config import datamodule_for, input_size, split_loader
+from imgexp.models.inference import Outputs, run_model
 from imgexp.predict.scores import (
     known_class_score,
     resolve_ood,
     threshold_for_false_reject_rate,
 )
 from imgexp.predict.sorting import check_mode, place
+from imgexp.unknown import UNKNOWN, is_unknown
 
 log = logging.getLogger(__name__)
-UNKNOWN = "_unknown"
 
 
 
@@ -41,10 +42,7 @@ def list_inputs(input_path: str | Path, exclude: Path | None = None) -> list[Pat
                           "pass input=/path/to/images")
     exclude = exclude.resolve() if exclude else None
     files = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).parts
-        if any(p.startswith(".") for p in rel) or path.name in IGNORED_NAMES or not path.is_file():
-            continue
+    for path in image_files(root, any_extension=True):
         if exclude and path.resolve().is_relative_to(exclude):
             continue  # output inside input: a second run must not re-sort its own results
         files.append(path)
@@ -69,7 +67,7 @@ def file_loader(model, paths: list[Path], batch_size: int | None, num_workers: i
     batch_size = batch_size or (128 if on_gpu else 16)
     if len(paths) <= 4 * batch_size:
         num_workers = 0
-    dataset = ImageFiles(paths, model.config["data"]["image_size"])
+    dataset = ImageFiles(paths, input_size(model))
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                       collate_fn=collate_skipping, pin_memory=on_gpu)
 
@@ -98,8 +96,7 @@ def predictions_table(paths: list[Path], outputs: Outputs, score: np.ndarray, na
                       s: PredictSettings) -> pd.DataFrame:
     proba = outputs.proba
     pred = proba.argmax(1)
-    unknown = (score < s.unknown_threshold if s.unknown_threshold is not None
-               else np.zeros(len(pred), dtype=bool))
+    unknown = is_unknown(score, s.unknown_threshold)
     table = pd.DataFrame({
         "path": [str(paths[i]) for i in outputs.index],
         "predicted": [names[c] for c in pred],
@@ -122,7 +119,7 @@ def predict_folder(cfg: DictConfig) -> dict:
     if (output / "predictions.csv").exists():
         raise ImgexpError(f"{output} already holds predictions.csv from an earlier run: "
                           "choose a new output= folder")
-    model = load_model(cfg.ckpt_path).to(pick_device(cfg.device))
+    model = load_model(cfg.ckpt_path).to(resolve_device(cfg.device))
     names = model.class_names
     if UNKNOWN in names:
         raise ImgexpError(f"the checkpoint has a class named {UNKNOWN}, the folder for "
@@ -153,7 +150,7 @@ def predict_folder(cfg: DictConfig) -> dict:
 def validation_threshold(cfg: DictConfig) -> dict:
     """The unknown_threshold rejecting at most `cfg.threshold_for_frr` of the validation
     images; also the score used, how many were scored and the fraction actually rejected."""
-    model = load_model(cfg.ckpt_path).to(pick_device(cfg.device))
+    model = load_model(cfg.ckpt_path).to(resolve_device(cfg.device))
     ood = resolve_ood(model, cfg.predict.ood)
     datamodule = datamodule_for(model, OmegaConf.to_container(cfg.data))
     _, scores = score_outputs(model, split_loader(datamodule, "val"), ood, "score val",

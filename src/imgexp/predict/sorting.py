@@ -3,10 +3,10 @@ replacing a file already there (the CBIR seed's data/result/<class>/ folders).""
 
 from pathlib import Path
 
-from imgexp.atomic import place_file
+from imgexp.atomic import PLACEMENT_MODES, place_file
 from imgexp.errors import ImgexpError
 
-MODES = ("copy", "hardlink", "symlink", "none")
+MODES = (*PLACEMENT_MODES, "none")
 
 
 def place(src: Path, folder: Path, mode: str) -> Path | None:

@@ -12,11 +12,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from imgexp.atomic import place_file
+from imgexp.atomic import PLACEMENT_MODES, place_file
 from imgexp.errors import ImgexpError
 from imgexp.prepare.sniff import CANONICAL_EXTENSION, EXTENSION_FORMATS
 
-MODES = ("copy", "hardlink", "symlink")
+MODES = PLACEMENT_MODES
 
 
 @dataclass(frozen=True)

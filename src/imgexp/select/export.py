@@ -9,12 +9,12 @@ import logging
 import os
 from pathlib import Path
 
-from imgexp.atomic import place_file
+from imgexp.atomic import PLACEMENT_MODES, place_file
 from imgexp.errors import ImgexpError
 from imgexp.progress import progress
 
 log = logging.getLogger(__name__)
-MODES = ("none", "copy", "hardlink", "symlink")
+MODES = ("none", *PLACEMENT_MODES)
 
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from imgexp.data.splits import Sample, is_candidate_image
+from imgexp.data.splits import Sample, image_files, is_candidate_image
 from imgexp.errors import ImgexpError
 from imgexp.features.extractor import FeatureExtractor, extract_features
 from imgexp.select.clustering import Clusters, cluster_features, fit_pca, project
@@ -31,8 +31,7 @@ def list_images(data_cfg: DictConfig) -> tuple[Path, list[Sample]]:
     if not data_cfg.get("manifest") and data_cfg.get("root") and not data_cfg.get("builtin"):
         root = Path(data_cfg.root)
         if _is_flat(root):
-            files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                           if p.is_file() and is_candidate_image(p))
+            files = sorted(p.relative_to(root).as_posix() for p in image_files(root))
             return root, [Sample(f, "", "") for f in files]
     datamodule = instantiate(data_cfg, _recursive_=False)
     datamodule.resolve()

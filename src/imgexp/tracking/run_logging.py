@@ -50,10 +50,12 @@ def log_to_wandb(run_id: str, config: dict, metrics: dict, run_dir: Path) -> Non
         run.finish()
 
 
-def log_to_run_loggers(ckpt_path: str | Path, metrics: dict) -> list[str]:
-    """Returns what was written to, for the user's report."""
+def log_to_run_loggers(ckpt_path: str | Path, metrics: dict, meta: dict | None = None
+                       ) -> list[str]:
+    """Returns what was written to, for the user's report. `meta`: the checkpoint's "imgexp"
+    entry when the caller has read the checkpoint already (it is not read a second time)."""
     metrics = {k: v for k, v in metrics.items() if v is not None}
-    meta = read_checkpoint(ckpt_path)["imgexp"]
+    meta = meta if meta is not None else read_checkpoint(ckpt_path)["imgexp"]
     config, run_dir = meta["config"], run_dir_of(ckpt_path)
     targets = _logger_targets(config)
     done = []

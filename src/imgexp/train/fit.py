@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
 from imgexp.atomic import write_json_atomic
-from imgexp.data import ImageDataModule
+from imgexp.data.build import build_datamodule
 from imgexp.errors import ImgexpError
 from imgexp.models import build_model
 from imgexp.models.factory import read_checkpoint
@@ -22,11 +22,6 @@ from imgexp.training.build import instantiate_callbacks, instantiate_loggers
 from imgexp.training.pruning import trial_pruning
 
 log = logging.getLogger(__name__)
-
-
-def build_datamodule(cfg: DictConfig) -> ImageDataModule:
-    augmentation = instantiate(cfg.augmentation) if cfg.get("augmentation") else None
-    return instantiate(cfg.data, augmentation=augmentation, _recursive_=False)
 
 
 def _resume_meta(cfg: DictConfig, classes: list[str]) -> dict:
