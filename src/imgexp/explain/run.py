@@ -6,7 +6,6 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from imgexp.cli import quiet_libraries, stage_main
-from imgexp.errors import ImgexpError
 
 
 @stage_main("explain")
@@ -14,9 +13,6 @@ def main(cfg: DictConfig) -> None:
     from imgexp.explain.pipeline import print_layers, run
 
     quiet_libraries()
-    if not cfg.get("ckpt_path"):
-        raise ImgexpError("ckpt_path is not set: imgexp-explain "
-                          "ckpt_path=outputs/train/runs/<run>/checkpoints/best.ckpt")
     if cfg.explain.list_layers:
         print_layers(cfg)
         return
