@@ -47,9 +47,9 @@ def fits_in_process_seconds(data_dir: Path) -> tuple[float, float]:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
+    from imgexp.data.build import build_datamodule
     from imgexp.models import build_model
     from imgexp.paths import CONFIG_DIR
-    from imgexp.data.build import build_datamodule
 
     with tempfile.TemporaryDirectory() as tmp, \
             initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
