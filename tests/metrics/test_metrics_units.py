@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from imgexp.errors import ImgexpError
 from imgexp.metrics.calibration import (
     expected_calibration_error,
     plot_reliability,
@@ -13,10 +12,6 @@ from imgexp.metrics.calibration import (
 )
 from imgexp.metrics.classification import classification_scores, retrieval_map
 from imgexp.metrics.confusion import confusion_counts, most_confused, normalise_rows
-from imgexp.models.inference import Outputs
-from imgexp.predict.pipeline import list_inputs
-from imgexp.predict.scores import known_class_score, threshold_for_false_reject_rate
-from imgexp.predict.sorting import place
 
 
 def unit_angle(degrees) -> np.ndarray:
@@ -135,91 +130,6 @@ def test_confusion_rows_sum_to_supports_and_pairs_are_ranked():
     assert table.loc[0, "rate_of_true_class"] == pytest.approx(2 / 3)
 
 
-def test_threshold_for_false_reject_rate_rejects_at_most_that_fraction():
-    scores = np.linspace(0.01, 1.0, 100)
-    t = threshold_for_false_reject_rate(scores, 0.05)
-    assert (scores < t).mean() == pytest.approx(0.05)
-    assert threshold_for_false_reject_rate(scores, 0.0) == pytest.approx(0.01)
-    with pytest.raises(ImgexpError, match="threshold_for_frr"):
-        threshold_for_false_reject_rate(scores, 1.5)
-
-
-def test_energy_score_is_logsumexp_of_logits():
-    logits = np.array([[2.0, 0.0], [10.0, 10.0]], dtype=np.float32)
-    out = Outputs(index=np.arange(2), proba=np.array([[.88, .12], [.5, .5]]), logits=logits)
-    assert known_class_score(out, "energy") == pytest.approx(
-        [np.log(np.exp(2) + 1), 10 + np.log(2)], rel=1e-6)
-    assert known_class_score(out, "softmax").tolist() == [.88, .5]
-    with pytest.raises(ImgexpError, match="predict.ood"):
-        known_class_score(out, "odin")
-
-
-@pytest.mark.parametrize("mode", ["copy", "hardlink", "symlink"])
-def test_place_never_overwrites(tmp_path, mode):
-    src_a, src_b = tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"
-    for src, data in ((src_a, b"first"), (src_b, b"second")):
-        src.parent.mkdir()
-        src.write_bytes(data)
-    out = tmp_path / "out" / "cls"
-    first, second = place(src_a, out, mode), place(src_b, out, mode)
-    assert (first.name, second.name) == ("x.png", "x_1.png")
-    assert first.read_bytes() == b"first" and second.read_bytes() == b"second"
-    assert src_a.read_bytes() == b"first"  # sources untouched
-    assert (mode == "symlink") == second.is_symlink()
-    assert place(src_a, out, "none") is None
-
-
-def test_list_inputs_skips_hidden_files_and_the_output_folder(tmp_path):
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "out" / "3").mkdir(parents=True)
-    for name in ["a.png", "sub/b.jpg", "notes.txt", ".hidden.png", "Thumbs.db", "out/3/a.png"]:
-        (tmp_path / name).write_bytes(b"x")
-    got = [p.relative_to(tmp_path).as_posix() for p in list_inputs(tmp_path, tmp_path / "out")]
-    assert got == ["a.png", "notes.txt", "sub/b.jpg"]
-    with pytest.raises(ImgexpError, match="input="):
-        list_inputs(tmp_path / "missing")
-
-
 def test_most_confused_table_is_empty_without_errors():
     table = most_confused(np.diag([3, 4]), ["a", "b"])
     assert isinstance(table, pd.DataFrame) and table.empty
-
-
-def test_eval_metrics_reach_the_runs_wandb_run_and_csv_log(tmp_path, monkeypatch):
-    import torch
-
-    from imgexp.tracking.run_logging import log_to_run_loggers
-
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "csv").mkdir()
-    (run / "csv" / "metrics.csv").write_text("epoch,step,val/acc\n0,9,0.5\n1,19,0.75\n")
-    loggers = {"csv": {"_target_": "lightning.pytorch.loggers.CSVLogger"},
-               "wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger",
-                         "project": "imgexp", "mode": "offline"}}
-    ckpt = run / "checkpoints" / "best.ckpt"
-    torch.save({"imgexp": {"class_names": ["a", "b"], "config": {"logger": loggers},
-                           "wandb_run_id": "evaltest1"}}, ckpt)
-    done = log_to_run_loggers(ckpt, {"test/acc": 0.875, "test/balanced_acc": 0.5})
-    assert done == [str(run / "csv" / "metrics.csv"), "wandb run evaltest1"]
-    table = pd.read_csv(run / "csv" / "metrics.csv")
-    assert table["val/acc"].tolist()[:2] == [0.5, 0.75]
-    assert table.iloc[-1][["step", "test/acc"]].tolist() == [19, 0.875]
-    # the offline W&B run resumed under the training run's id holds the new keys
-    records = list((run / "wandb").glob("offline-run-*-evaltest1/run-evaltest1.wandb"))
-    assert len(records) == 1 and b"test/balanced_acc" in records[0].read_bytes()
-
-
-def test_eval_metrics_sent_to_the_runs_wandb_print_no_wandb_block(tmp_path, capfd, monkeypatch):
-    """imgexp-eval's back-logging printed W&B's banner and ~35-line history/summary block."""
-    from imgexp.tracking.run_logging import log_to_wandb
-
-    monkeypatch.delenv("WANDB_SILENT", raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    config = {"logger": {"wandb": {"_target_": "imgexp.tracking.wandb_run.WandbLogger",
-                                   "project": "imgexp"}}}
-    log_to_wandb("evalquiet1", config, {"test/acc": 0.5}, tmp_path)
-    out = capfd.readouterr()
-    assert "wandb:" not in out.out + out.err
-    assert list(tmp_path.glob("wandb/offline-run-*-evalquiet1"))
