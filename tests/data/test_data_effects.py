@@ -131,7 +131,7 @@ def test_balanced_sampler_evens_out_drawn_classes(tmp_path, data_dir):
 
 
 def test_pk_sampler_gives_p_classes_of_k_images(tmp_path, data_dir):
-    # every triplet loss sets data.sampler=pk; K and the batch size decide P
+    # the embedding head picks task=metric, which sets data.sampler=pk; K and the batch size decide P
     dm = _dm(tmp_path, data_dir, ["model/head=embedding", "model/loss=hard_triplet",
                                   "data.batch_size=12", "data.samples_per_class=3",
                                   "data.image_size=8"])
