@@ -189,3 +189,17 @@ def test_select_progress_switch(switch, digits_root, tmp_path, caplog):
         run_select(cfg)
     shown = {r.getMessage().split(":")[0] for r in caplog.records if r.name == "imgexp.progress"}
     assert shown == ({"features", "clustering"} if switch else set())
+
+
+def _listed_groups(module: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-m", f"imgexp.{module}", "--help"], capture_output=True,
+                         text=True, timeout=120).stdout
+    groups = out.split("== Configuration groups ==", 1)[1].split("==", 1)[0]
+    return {line.split(":", 1)[0].strip() for line in groups.splitlines() if ":" in line}
+
+
+def test_a_stage_group_is_not_listed_by_the_other_stages():
+    """select=default|large lives in the select package (its config adds it to the search path)."""
+    groups = _listed_groups("train")
+    assert "task" in groups  # the listing was read
+    assert not any(group.startswith("select") for group in groups), sorted(groups)
