@@ -1,2 +1,2 @@
-"""Curation before training: check, deduplicate and split collections (prepare); features,
-clustering and the choice of images to annotate (select)."""
+"""Image features for select and the app: a backbone or a trained model run over image files
+(extractor.py), cached per source folder by file content (cache.py)."""

@@ -1,4 +1,5 @@
-"""Post-training evaluation: retrieval metrics over embeddings (k-NN, precision@1, MAP@R)."""
+"""Scores computed from predictions: classification and calibration, confusion, and retrieval
+over embeddings (k-NN, precision@1, MAP@R). Pure numpy/torch: models and stages build on it."""
 
 from imgexp.metrics.retrieval import knn_search, knn_vote, retrieval_metrics
 
