@@ -42,5 +42,6 @@ test-fast: $(STAMP)
 bench: $(STAMP)  ## ratio benchmarks; figures go to benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks $(ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the layering contracts of pyproject.toml [tool.importlinter]
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports

@@ -16,7 +16,7 @@ import torch
 
 from benchmarks.common import real_photos_or_digits
 from imgexp.app.gallery import load_gallery
-from imgexp.curation.features import FeatureExtractor
+from imgexp.features.extractor import FeatureExtractor
 from imgexp.models import build_model
 
 

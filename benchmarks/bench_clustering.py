@@ -11,10 +11,10 @@ import tracemalloc
 import numpy as np
 from omegaconf import OmegaConf
 
-from imgexp.curation.clustering import cluster_features, run_kmeans
-from imgexp.curation.selection import select
-from imgexp.curation.stage import choose_counts, selection_space
 from imgexp.paths import CONFIG_DIR
+from imgexp.select.clustering import cluster_features, run_kmeans
+from imgexp.select.pipeline import choose_counts, selection_space
+from imgexp.select.selection import select
 
 K = 20
 SELECT = OmegaConf.load(CONFIG_DIR / "select" / "default.yaml")  # the stage's defaults

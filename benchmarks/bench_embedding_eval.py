@@ -1,6 +1,6 @@
 """embedding_eval: k-NN + MAP@R over N x 128 synthetic embeddings, leave-one-out.
 
-imgexp's chunked evaluation (`imgexp.evaluation.retrieval_metrics`) against scikit-learn's
+imgexp's chunked evaluation (`imgexp.metrics.retrieval_metrics`) against scikit-learn's
 `NearestNeighbors(algorithm="brute")` neighbours scored by the same rule
 (`neighbour_metrics`): same figures, time ratio (sklearn / imgexp, median of repeats) and
 peak resident memory of each next to the N x N float32 matrix a naive evaluation builds.
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from imgexp.evaluation.retrieval import neighbour_metrics, retrieval_metrics
+from imgexp.metrics.retrieval import neighbour_metrics, retrieval_metrics
 
 DIM, NUM_CLASSES, VOTE_K = 128, 100, 5
 

@@ -18,7 +18,7 @@ from PIL import Image
 from torchvision import transforms
 
 from benchmarks.common import REAL_PHOTOS, camera_jpegs, median_time
-from imgexp.curation.features import FeatureExtractor, extract_features
+from imgexp.features.extractor import FeatureExtractor, extract_features
 
 BATCH, WORKERS, SIZE = 32, 2, 224
 BACKBONE = {"_target_": "imgexp.models.backbones.TimmBackbone", "name": "resnet50"}

@@ -29,9 +29,9 @@ from PIL import Image
 
 from benchmarks.common import camera_jpegs, median_time, real_photos_or_digits
 from imgexp.data.splits import is_candidate_image
-from imgexp.evaluation.predict import predict_folder
 from imgexp.models import build_model, load_model
 from imgexp.paths import CONFIG_DIR
+from imgexp.predict.pipeline import predict_folder
 
 IMAGE_SIZES = (32, 64)
 BIG_PHOTOS = 40  # 12-megapixel camera photos

@@ -25,10 +25,10 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from benchmarks.common import REAL_PHOTOS, real_photos_or_digits
-from imgexp.curation.inspect import CheckOptions, inspect_all
-from imgexp.curation.pipeline import run_prepare
-from imgexp.curation.scan import scan_root
 from imgexp.paths import CONFIG_DIR
+from imgexp.prepare.checks import CheckOptions, inspect_all
+from imgexp.prepare.pipeline import run_prepare
+from imgexp.prepare.scan import scan_root
 
 WORKERS = 2
 

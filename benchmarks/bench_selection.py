@@ -20,10 +20,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from imgexp.atomic import write_json_atomic
-from imgexp.curation.stage import run_select
 from imgexp.data.digits import ensure_digits
-from imgexp.fit import fit_and_test
 from imgexp.paths import CONFIG_DIR
+from imgexp.select.pipeline import run_select
+from imgexp.train.fit import fit_and_test
 
 QUIET = ["logger=csv", "~callbacks.progress_bar", "trainer.enable_progress_bar=false",
          "data.image_size=16", "data.num_workers=0"]

@@ -27,6 +27,6 @@ def run(quick: bool = False) -> dict:
         seconds = _timed(args, repeats)
         figures[f"{label} s"] = round(seconds, 3)
         figures[f"{label} / import hydra"] = round(seconds / hydra, 2)
-    figures["import of the training stack (imgexp.fit: torch + Lightning) s"] = round(
-        _timed(["-c", "import imgexp.fit"], repeats), 3)
+    figures["import of the training stack (imgexp.train.fit: torch + Lightning) s"] = round(
+        _timed(["-c", "import imgexp.train.fit"], repeats), 3)
     return figures

@@ -47,7 +47,7 @@ def fits_in_process_seconds(data_dir: Path) -> tuple[float, float]:
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    from imgexp.fit import build_datamodule
+    from imgexp.data.build import build_datamodule
     from imgexp.models import build_model
     from imgexp.paths import CONFIG_DIR
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from imgexp.curation.share_plot import plot_share_curve
+from imgexp.select.share_plot import plot_share_curve
 from imgexp.paths import CONFIG_DIR
 
 if __name__ == "__main__":

@@ -1,44 +1,17 @@
-"""Shared fixtures: the built-in digits exported once per session, a small trained checkpoint,
-and a helper that composes conf/train.yaml like the command line does."""
+"""Shared fixtures: the built-in digits exported once per session and a small trained
+checkpoint. Helpers that tests import live in tests/helpers/, never here."""
 
 import os
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
-from imgexp.paths import CONFIG_DIR
+from helpers.config import train_config
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-# fast defaults for composed test configs: CSV logger only, no progress bar
-FAST = ["logger=csv", "~callbacks.progress_bar", "trainer.enable_progress_bar=false"]
-
-
-def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
-    """Compose conf/<config_name>.yaml with overrides, as the entry point would, rooted in
-    output_dir (HydraConfig is set so ${hydra:...} and runtime choices resolve)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
-
-
-def train_config(overrides: list[str], output_dir: Path, data_dir: Path) -> DictConfig:
-    return compose_config("train", [*FAST, f"paths.data_dir={data_dir}", *overrides], output_dir)
-
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
@@ -58,7 +31,7 @@ def digits_root(data_dir) -> Path:
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory, data_dir) -> Path:
     """A small softmax model trained on the digits (a few seconds); returns its run dir."""
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     run_dir = tmp_path_factory.mktemp("digits_run")
     cfg = train_config(["trainer.max_epochs=3", "data.image_size=16",

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from conftest import compose_config
+from helpers.config import compose_config
 from imgexp.progress import progress
 
-STAGES = ["train", "select", "prepare", "evaluate", "predict", "explainer", "compare", "webapp"]
+STAGES = ["train", "select", "prepare", "eval", "predict", "explain", "compare", "app"]
 HEAVY = ("torch", "lightning", "timm", "pandas", "matplotlib", "sklearn")
 
 
@@ -26,11 +26,11 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 3
     ("train", ["data=folder"], "data.root"),
     ("select", [], "data.root"),
     ("prepare", [], "data.root"),
-    ("evaluate", [], "ckpt_path"),
+    ("eval", [], "ckpt_path"),
     ("predict", [], "ckpt_path"),
-    ("explainer", [], "ckpt_path"),
+    ("explain", [], "ckpt_path"),
     ("compare", [], "dirs"),
-    ("webapp", [], "ckpt_path"),
+    ("app", [], "ckpt_path"),
 ])
 def test_an_unset_mandatory_key_is_one_line_naming_it(module, args, key, tmp_path):
     proc = run_stage(module, *args, f"hydra.run.dir={tmp_path}")
@@ -70,7 +70,7 @@ def test_help_lists_every_group_from_one_copy_of_the_config_repository(monkeypat
     """`--help` used to build a copy of the whole config repository per config group (~140)."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-    import imgexp.train
+    import imgexp.train.run
 
     copies = []
     create = ConfigLoaderImpl._parse_overrides_and_create_caching_repo
@@ -79,7 +79,7 @@ def test_help_lists_every_group_from_one_copy_of_the_config_repository(monkeypat
                         lambda self, *a: copies.append(a) or create(self, *a))
     monkeypatch.setattr(sys, "argv", ["imgexp-train", "--help"])
     with pytest.raises(SystemExit) as done:
-        imgexp.train.main()
+        imgexp.train.run.main()
     out = capsys.readouterr().out
     assert done.value.code in (0, None)
     assert "model/backbone: " in out and "scheduler: cosine, none, onecycle" in out
@@ -121,7 +121,7 @@ def test_a_user_error_is_printed_once(tmp_path):
 
 def test_enable_progress_bar_false_alone_trains_with_no_progress(tmp_path, data_dir, caplog,
                                                                 capsys):
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     cfg = compose_config("train", ["logger=csv", "trainer.enable_progress_bar=false",
                                    f"paths.data_dir={data_dir}", "trainer.max_epochs=1",
@@ -139,13 +139,13 @@ def test_epoch_lines_show_that_epochs_metrics(tmp_path, data_dir, caplog):
     """Each line's train/acc is its own epoch's (it was the previous epoch's)."""
     import pandas as pd
 
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     cfg = compose_config("train", ["logger=csv", f"paths.data_dir={data_dir}",
                                    "trainer.max_epochs=3", "+trainer.limit_train_batches=4",
                                    "+trainer.limit_val_batches=2", "test=false",
                                    "data.image_size=16"], tmp_path)
-    cfg.callbacks.progress_bar._target_ = "imgexp.callbacks.progress.EpochLines"
+    cfg.callbacks.progress_bar._target_ = "imgexp.training.progress.EpochLines"
     with caplog.at_level(logging.INFO, logger="imgexp.progress"):
         fit_and_test(cfg)
     lines = [r.getMessage() for r in caplog.records if r.name == "imgexp.progress"]
@@ -173,7 +173,7 @@ def test_progress_in_a_log_is_ten_lines_and_off_is_silent(caplog):
 
 @pytest.mark.parametrize("switch", [True, False])
 def test_select_progress_switch(switch, digits_root, tmp_path, caplog):
-    from imgexp.curation.stage import run_select
+    from imgexp.select.pipeline import run_select
 
     flat = tmp_path / "incoming"
     flat.mkdir()
@@ -189,3 +189,17 @@ def test_select_progress_switch(switch, digits_root, tmp_path, caplog):
         run_select(cfg)
     shown = {r.getMessage().split(":")[0] for r in caplog.records if r.name == "imgexp.progress"}
     assert shown == ({"features", "clustering"} if switch else set())
+
+
+def _listed_groups(module: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-m", f"imgexp.{module}", "--help"], capture_output=True,
+                         text=True, timeout=120).stdout
+    groups = out.split("== Configuration groups ==", 1)[1].split("==", 1)[0]
+    return {line.split(":", 1)[0].strip() for line in groups.splitlines() if ":" in line}
+
+
+def test_a_stage_group_is_not_listed_by_the_other_stages():
+    """select=default|large lives in the select package (its config adds it to the search path)."""
+    groups = _listed_groups("train")
+    assert "task" in groups  # the listing was read
+    assert not any(group.startswith("select") for group in groups), sorted(groups)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import train_config
-from imgexp.fit import fit_and_test
+from helpers.config import train_config
 from imgexp.paths import CONFIG_DIR
+from imgexp.train.fit import fit_and_test
 
 
 def _options(group: str) -> list[str]:
@@ -85,3 +85,20 @@ def test_trainer_presets_compose(tmp_path, data_dir, trainer, accelerator, preci
     cfg = train_config([f"trainer={trainer}"], tmp_path, data_dir)
     assert (cfg.trainer.accelerator, cfg.trainer.precision) == (accelerator, precision)
     assert cfg.trainer.get("strategy", "auto") == ("ddp" if trainer == "ddp" else "auto")
+
+
+def test_the_task_sets_monitor_and_sampler_in_one_place(tmp_path, data_dir):
+    """task=metric (which model/head=embedding picks) moves the checkpoint monitor, what sweeps
+    optimise and the P x K sampler together; task=classification is the softmax default."""
+    def settings(cfg):
+        return (cfg.monitor, cfg.callbacks.model_checkpoint.monitor, cfg.optimized_metric,
+                cfg.data.sampler)
+
+    softmax = ("val/acc", "val/acc", "val/acc_best", None)
+    metric = ("val/precision_at_1", "val/precision_at_1", "val/precision_at_1_best", "pk")
+    assert settings(train_config([], tmp_path, data_dir)) == softmax
+    assert settings(train_config(["task=metric"], tmp_path, data_dir)) == metric
+    assert settings(train_config(["model/head=embedding", "model/loss=hard_triplet"], tmp_path,
+                                 data_dir)) == metric
+    assert settings(train_config(["experiment=digits_triplet", "data.sampler=balanced"],
+                                 tmp_path, data_dir))[-1] == "balanced"  # the user still wins

@@ -55,6 +55,10 @@ def write_frame_atomic(df: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
+# how place_file puts a file in place; stages add "none" (do not place) where it means something
+PLACEMENT_MODES = ("copy", "hardlink", "symlink")
+
+
 def place_file(src: Path, dst: Path, mode: str, option: str) -> None:
     """Put `src` at `dst` as a copy, hard link or symbolic link; never replaces a file.
 

@@ -4,7 +4,7 @@ On a terminal: tqdm's live bar. In a log (output redirected to a file, a SLURM l
 redrawn with carriage returns turns into one enormous line or a narrow wrapped column, so the
 same loop writes one plain log line every tenth of the way instead. Each stage switches it off
 with its `progress` option (`<stage>.progress=false`; `trainer.enable_progress_bar=false` for
-training, whose per-epoch lines are imgexp.callbacks.progress).
+training, whose per-epoch lines are imgexp.training.progress).
 """
 
 import io

@@ -35,7 +35,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.storages._heartbeat import get_heartbeat_thread  # what Study.optimize uses
 from optuna.trial import TrialState
 
-from imgexp.callbacks.pruning import PRUNER_ATTR
+from imgexp.training.pruning import PRUNER_ATTR
 
 from ._results import OFFLINE_WANDB_GLOB, offline_wandb_runs, write_results
 from ._search_space import grid_values, parse_search_space, suggest
@@ -251,7 +251,8 @@ class OptunaSweeperImpl:
     def _continue_command(self) -> str:
         """The command line of this sweep, with the sweep directory fixed when it holds a date."""
         spec = getattr(sys.modules["__main__"], "__spec__", None)
-        prog = ["python", "-m", spec.name] if spec and spec.name != "__main__" \
+        module = spec.name.removesuffix(".__main__") if spec else None  # -m pkg runs pkg.__main__
+        prog = ["python", "-m", module] if module and module != "__main__" \
             else [Path(sys.argv[0]).name]
         args = sys.argv[1:]
         sweep_dir = OmegaConf.to_container(self.config.hydra.sweep, resolve=False)["dir"]

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from imgexp.curation.features import FeatureExtractor, extract_features
 from imgexp.data import UnreadableImage, open_image
-from imgexp.data.splits import SPLITS, is_candidate_image
+from imgexp.data.splits import SPLITS, image_files
 from imgexp.errors import ImgexpError
+from imgexp.features.extractor import FeatureExtractor, extract_features
 
 THUMB_SIZE = 96
 
@@ -47,9 +47,7 @@ def scan_gallery(root: str | Path) -> list[str]:
     if not root.is_dir():
         raise ImgexpError(f"gallery {root} is not a folder: set gallery=DIR (a folder of images, "
                           "optionally one sub-folder per class)")
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                   if p.is_file() and is_candidate_image(p)
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    files = sorted(p.relative_to(root).as_posix() for p in image_files(root))
     if not files:
         raise ImgexpError(f"gallery {root} holds no image files: point gallery= at a folder "
                           "of images")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-UNKNOWN = "_unknown"
+from imgexp.unknown import verdict
 
 
 @dataclass(frozen=True)
@@ -18,13 +18,6 @@ class Recognition:
 def to_batch(images: list[np.ndarray]) -> torch.Tensor:
     """HxWx3 uint8 arrays -> uint8 NCHW tensor (the model normalises internally)."""
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-
-
-def verdict(probabilities: np.ndarray, class_names: list[str], unknown_threshold: float) -> str:
-    """The rule imgexp-predict applies: the top class unless its probability is below the
-    threshold, then UNKNOWN."""
-    best = int(np.argmax(probabilities))
-    return UNKNOWN if probabilities[best] < unknown_threshold else class_names[best]
 
 
 def recognise(model, pixels: np.ndarray, k: int = 5,

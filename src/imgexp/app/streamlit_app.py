@@ -9,16 +9,18 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from imgexp.app.compare import Threshold, calibrate_on_val, cosine
 from imgexp.app.gallery import Gallery, gallery_map, load_gallery, thumbnail
-from imgexp.app.recognise import UNKNOWN, embed_one, nearest, recognise
+from imgexp.app.pairs import Threshold, calibrate_on_val, cosine
+from imgexp.app.recognise import embed_one, nearest, recognise
 from imgexp.app.settings import AppSettings, read_settings
 from imgexp.app.uploads import BadUpload, decode_upload
-from imgexp.curation.features import FeatureExtractor
 from imgexp.data import UnreadableImage, load_rgb
 from imgexp.data.splits import IMAGE_EXTENSIONS
 from imgexp.errors import ImgexpError
+from imgexp.features.extractor import FeatureExtractor
 from imgexp.models import load_model
+from imgexp.models.data_config import input_size
+from imgexp.unknown import UNKNOWN
 
 PAGES = ("Recognise", "Compare", "Browse")
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
@@ -63,7 +65,7 @@ def image_input(key: str, settings: AppSettings, model, gallery: Gallery,
             return None
         try:
             pixels, display = decode_upload(upload.name, upload.getvalue(),
-                                            int(model.config["data"]["image_size"]),
+                                            input_size(model),
                                             settings.max_upload_mb, settings.max_pixels)
         except BadUpload as exc:
             st.error(str(exc))
@@ -73,7 +75,7 @@ def image_input(key: str, settings: AppSettings, model, gallery: Gallery,
                         index=pick % len(gallery))
     try:
         file = gallery.root / path
-        return load_rgb(file, int(model.config["data"]["image_size"])), thumbnail(file, 384), path
+        return load_rgb(file, input_size(model)), thumbnail(file, 384), path
     except UnreadableImage as exc:
         st.error(f"{path}: {exc}")
         return None

@@ -31,11 +31,19 @@ def is_candidate_image(path: Path) -> bool:
             and path.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def image_files(folder: str | Path, any_extension: bool = False) -> list[Path]:
+    """The one walk of an image folder: every file below `folder` (sorted) but hidden files and
+    folders and OS clutter, with an image extension unless `any_extension` (predict tries
+    every file and reports the ones that do not decode)."""
+    folder = Path(folder)
+    return [p for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in IGNORED_NAMES
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+            and (any_extension or p.suffix.lower() in IMAGE_EXTENSIONS)]
+
+
 def _class_files(class_dir: Path, root: Path) -> list[str]:
-    files = [p for p in class_dir.rglob("*")
-             if p.is_file() and is_candidate_image(p)
-             and not any(part.startswith(".") for part in p.relative_to(root).parts)]
-    return sorted(p.relative_to(root).as_posix() for p in files)
+    return sorted(p.relative_to(root).as_posix() for p in image_files(class_dir))
 
 
 def scan_class_folders(root: str | Path) -> list[Sample]:

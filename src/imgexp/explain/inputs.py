@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from imgexp.data import ImageDataModule, UnreadableImage, load_rgb
-from imgexp.data.splits import SPLITS, is_candidate_image
+from imgexp.data.splits import SPLITS, image_files
 from imgexp.errors import ImgexpError
 
 log = logging.getLogger(__name__)
@@ -31,22 +30,6 @@ class ImageSet:
         for start in range(0, len(self), batch_size):
             chunk = self.images[start:start + batch_size]
             yield torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2)
-
-
-def data_config(trained: dict, overrides: DictConfig | None) -> dict:
-    """The checkpoint's data config with the user's non-null data.* values on top.
-
-    image_size always comes from the checkpoint (the model was built for it); pointing
-    data.root/data.manifest elsewhere drops the checkpoint's built-in dataset.
-    """
-    data = dict(trained["data"])
-    given = {k: v for k, v in (OmegaConf.to_container(overrides, resolve=True) or {}).items()
-             if v is not None} if overrides else {}
-    if ("root" in given or "manifest" in given) and "builtin" not in given:
-        data["builtin"] = None
-    data.update({k: v for k, v in given.items() if k != "image_size"})
-    data["image_size"] = trained["data"]["image_size"]
-    return data
 
 
 def stratified_sample(labels: np.ndarray, max_images: int | None, seed: int) -> np.ndarray:
@@ -74,13 +57,11 @@ def decode_images(paths: list[Path], size: int) -> tuple[np.ndarray, list[int]]:
     return stack, kept
 
 
-def load_split(data: dict, split: str, max_images: int | None, seed: int
+def load_split(datamodule: ImageDataModule, split: str, max_images: int | None, seed: int
                ) -> tuple[ImageSet, list[str]]:
     """Decode the (sampled) images of one split; returns them and the dataset's classes."""
     if split not in SPLITS:
         raise ImgexpError(f"split={split!r} is not a split: use one of {list(SPLITS)}")
-    kwargs = {k: v for k, v in data.items() if k != "_target_"}
-    datamodule = ImageDataModule(**kwargs)
     datamodule.resolve()
     samples = [s for s in datamodule.samples if s.split == split]
     if not samples:
@@ -91,7 +72,7 @@ def load_split(data: dict, split: str, max_images: int | None, seed: int
     chosen = stratified_sample(labels, max_images, seed)
     root = Path(datamodule.root)
     paths = [root / samples[i].path for i in chosen]
-    images, kept = decode_images(paths, data["image_size"])
+    images, kept = decode_images(paths, datamodule.image_size)
     image_set = ImageSet(images, [str(paths[i]) for i in kept], labels[chosen][kept])
     return image_set, datamodule.classes
 
@@ -102,7 +83,7 @@ def load_folder(folder: str | Path, size: int, max_images: int | None, seed: int
     if not folder.is_dir():
         raise ImgexpError(f"explain.ood_dir={folder} is not a folder: point it at images of a "
                           "class the model was not trained on, or set explain.ood_dir=null")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and is_candidate_image(p))
+    paths = image_files(folder)
     if not paths:
         raise ImgexpError(f"explain.ood_dir={folder} holds no image files")
     if max_images and len(paths) > max_images:

@@ -10,10 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgexp.atomic import write_json_atomic
 from imgexp.errors import ImgexpError
-from imgexp.explain import attribution, clustering, maps, ood, paths, report
+from imgexp.explain import attribution, clustering, layer_paths, maps, ood, report
 from imgexp.explain.activations import check_layers, collect, default_layers, grad_cam_layer
-from imgexp.explain.inputs import ImageSet, data_config, load_folder, load_split
+from imgexp.explain.inputs import ImageSet, load_folder, load_split
 from imgexp.models import load_model
+from imgexp.models.data_config import checkpoint_datamodule, input_size
 from imgexp.progress import progress
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,9 @@ def run(cfg: DictConfig) -> dict:
         (out / sub).mkdir(parents=True, exist_ok=True)
     (out / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
 
-    data = data_config(model.config, cfg.get("data"))
-    images, data_classes = load_split(data, cfg.split, ex.max_images, seed)
+    overrides = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
+    images, data_classes = load_split(checkpoint_datamodule(model, overrides), cfg.split,
+                                      ex.max_images, seed)
     if len(images) < 3:
         raise ImgexpError(f"only {len(images)} readable image(s) in split={cfg.split}: "
                           "k-means and PCA need at least 3")
@@ -132,7 +134,7 @@ def run(cfg: DictConfig) -> dict:
 
     unseen = unseen_acts = unseen_table = None
     if ex.ood_dir:
-        unseen = load_folder(ex.ood_dir, data["image_size"], ex.max_images, seed)
+        unseen = load_folder(ex.ood_dir, input_size(model), ex.max_images, seed)
         unseen_acts, unseen_probs = collect(model, _shown(unseen, ex, "activations (ood_dir)"),
                                             layers)
         unseen_table = predictions(unseen, unseen_probs, model.class_names, data_classes)
@@ -149,12 +151,12 @@ def run(cfg: DictConfig) -> dict:
 
     purity = pd.DataFrame(scores)
     purity.to_csv(out / "clustering" / "purity.csv", index=False)
-    all_paths = paths.path_table(table, clusters)
+    all_paths = layer_paths.path_table(table, clusters)
     all_paths.to_csv(out / "clustering" / "clusters.csv", index_label="row")
     all_paths.sort_values("typicality").to_csv(out / "paths" / "paths.csv", index_label="row")
-    odd = paths.least_typical(all_paths, ex.least_typical_per_class)
+    odd = layer_paths.least_typical(all_paths, ex.least_typical_per_class)
     odd.to_csv(out / "paths" / "least_typical.csv", index=False)
-    paths.plot_parallel(all_paths, layers, data_classes, out / "paths" / "paths.html",
+    layer_paths.plot_parallel(all_paths, layers, data_classes, out / "paths" / "paths.html",
                         PLOTLY_SRC)
 
     ood_info = doubt_on_unseen(table, unseen_table, cfg.split, out) if unseen else None

@@ -9,7 +9,7 @@ from torch.utils.data import DistributedSampler
 from torchmetrics import MetricCollection
 
 from imgexp.errors import ImgexpError
-from imgexp.evaluation.retrieval import knn_vote, retrieval_metrics
+from imgexp.metrics.retrieval import knn_vote, retrieval_metrics
 
 log = logging.getLogger(__name__)
 

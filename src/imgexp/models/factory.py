@@ -83,7 +83,11 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load_model(path: str | Path, map_location: str = "cpu") -> ImageClassifier:
     """Rebuild the trained model from its checkpoint; eval mode, no optimizer."""
-    ckpt = read_checkpoint(path)
+    return model_from_checkpoint(read_checkpoint(path), map_location)
+
+
+def model_from_checkpoint(ckpt: dict, map_location: str = "cpu") -> ImageClassifier:
+    """load_model for a checkpoint already read (a stage that also needs its metadata)."""
     cfg = OmegaConf.create(ckpt["imgexp"]["config"])
     with open_dict(cfg):
         # weights come from the checkpoint: never reach for the network or the train labels

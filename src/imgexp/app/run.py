@@ -1,0 +1,51 @@
+"""imgexp-app: compose conf/app.yaml, check the checkpoint and gallery, then `streamlit run` the
+app's page script on localhost until interrupted."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from imgexp.cli import quiet_libraries, stage_main
+from imgexp.errors import ImgexpError
+
+PAGE_SCRIPT = Path(__file__).parent / "streamlit_app.py"
+SETTING_KEYS = ("ckpt_path", "gallery", "cache_dir", "unknown_threshold", "compare_threshold",
+                "top_k", "neighbours", "max_upload_mb", "max_pixels", "map_csv",
+                "max_map_points")
+
+
+def streamlit_command(cfg: DictConfig) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(PAGE_SCRIPT),
+            "--server.address", str(cfg.host), "--server.port", str(cfg.port),
+            "--server.headless", "true", "--server.maxUploadSize", str(int(cfg.max_upload_mb)),
+            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+            "--client.toolbarMode", "minimal"]
+
+
+@stage_main("app")
+def main(cfg: DictConfig) -> None:
+    from imgexp.app.settings import ENV_VAR, AppSettings, write_settings
+    from imgexp.models.factory import read_checkpoint
+
+    quiet_libraries()
+    read_checkpoint(cfg.ckpt_path)  # fail here, in one line, rather than in the browser
+    if not Path(cfg.gallery).is_dir():
+        raise ImgexpError(f"gallery {cfg.gallery} is not a folder: set gallery=DIR")
+    values = {key: cfg[key] for key in SETTING_KEYS}
+    for key in ("ckpt_path", "gallery", "cache_dir", "map_csv"):  # the app runs elsewhere
+        values[key] = values[key] and str(Path(values[key]).resolve())
+    settings = AppSettings.from_mapping(values)
+    settings_file = write_settings(Path(cfg.paths.output_dir) / "app_settings.json", settings)
+    print(f"imgexp-app on http://{cfg.host}:{cfg.port} (Ctrl-C stops it)", flush=True)
+    env = {**os.environ, ENV_VAR: str(settings_file)}
+    try:
+        sys.exit(subprocess.call(streamlit_command(cfg), env=env))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""imgexp-compare stage: its entry module is run.py."""

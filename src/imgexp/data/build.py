@@ -1,0 +1,13 @@
+"""A data module from a composed config (data + augmentation), the way every stage builds one:
+training from conf/train.yaml, the checkpoint-reading stages from the config a checkpoint
+carries (imgexp.models.data_config)."""
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from imgexp.data.datamodule import ImageDataModule
+
+
+def build_datamodule(cfg: DictConfig) -> ImageDataModule:
+    augmentation = instantiate(cfg.augmentation) if cfg.get("augmentation") else None
+    return instantiate(cfg.data, augmentation=augmentation, _recursive_=False)

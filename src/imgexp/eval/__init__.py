@@ -1,0 +1,1 @@
+"""imgexp-eval stage: its entry module is run.py."""

@@ -1,0 +1,1 @@
+"""imgexp-predict stage: its entry module is run.py."""

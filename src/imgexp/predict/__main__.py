@@ -1,0 +1,5 @@
+"""`python -m imgexp.predict` runs the imgexp-predict command."""
+
+from imgexp.predict.run import main
+
+main()

@@ -1,0 +1,1 @@
+"""imgexp-prepare stage: its entry module is run.py."""

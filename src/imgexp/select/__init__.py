@@ -1,0 +1,1 @@
+"""imgexp-select stage: its entry module is run.py."""

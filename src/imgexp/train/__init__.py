@@ -1,0 +1,1 @@
+"""imgexp-train stage: its entry module is run.py."""

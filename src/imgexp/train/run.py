@@ -1,0 +1,33 @@
+"""imgexp-train: compose conf/train.yaml with overrides, fit, test, print where it all went."""
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from imgexp.cli import quiet_libraries, stage_main
+
+
+def report(metrics: dict, run_dir: Path) -> None:
+    print(f"\nrun directory: {run_dir}")
+    shown = "test/" if any(k.startswith("test/") for k in metrics) else "val/"
+    if shown == "val/":
+        print("  no test metrics in this run; its val metrics:")
+    for key in sorted(k for k in metrics if k.startswith(shown)):
+        print(f"  {key} = {metrics[key]:.4f}")
+    print(f"metrics:    {run_dir / 'metrics.json'}")
+    print(f"checkpoint: {metrics.get('best_model_path') or 'none (fast_dev_run)'}")
+
+
+@stage_main("train")
+def main(cfg: DictConfig) -> float | None:
+    from imgexp.train.fit import fit_and_test
+
+    quiet_libraries()
+    metrics = fit_and_test(cfg)
+    report(metrics, Path(cfg.paths.output_dir))
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    return float(value) if value is not None else None
+
+
+if __name__ == "__main__":
+    main()
