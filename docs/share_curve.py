@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from imgexp.select.share_plot import plot_share_curve
 from imgexp.paths import CONFIG_DIR
+from imgexp.select.share_plot import plot_share_curve
 
 if __name__ == "__main__":
     s = OmegaConf.load(CONFIG_DIR / "select" / "default.yaml")

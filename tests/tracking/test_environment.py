@@ -17,6 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from helpers.config import FAST, compose_config
+from helpers.sweeps import run_stage
 from imgexp.tracking import environment
 from imgexp.tracking.environment import (
     LOCK_FILE,
@@ -26,7 +27,6 @@ from imgexp.tracking.environment import (
     warn_if_environment_differs,
 )
 from imgexp.tracking.run_files import write_run_info
-from helpers.sweeps import run_stage
 
 REPO = Path(__file__).resolve().parents[2]
 
