@@ -11,10 +11,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from imgexp.atomic import write_text_atomic
+from imgexp.atomic import write_json_atomic, write_text_atomic
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.data.splits import IGNORED_NAMES
 from imgexp.errors import ImgexpError
+from imgexp.evaluation.budget_run import calibrate_checkpoint, input_labels, realised
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
 from imgexp.evaluation.inference import Outputs, pick_device, run_model
 from imgexp.evaluation.scores import (
@@ -128,6 +129,12 @@ def predict_folder(cfg: DictConfig) -> dict:
         raise ImgexpError(f"the checkpoint has a class named {UNKNOWN}, the folder for "
                           "rejected images: rename that class and retrain")
     settings.ood = resolve_ood(model, settings.ood)
+    budget = None
+    if cfg.predict.max_error is not None:  # the budget sets the score and the threshold
+        budget = calibrate_checkpoint(model, cfg.predict, OmegaConf.to_container(cfg.data),
+                                      "predict", cfg.predict.progress)
+        # not met: an infinite threshold sends every image to _unknown/
+        settings.ood, settings.unknown_threshold = budget.score, budget.result.threshold
     paths = list_inputs(cfg.input, exclude=output)
     if not paths:
         raise ImgexpError(f"input={cfg.input} holds no files")
@@ -145,9 +152,17 @@ def predict_folder(cfg: DictConfig) -> dict:
     write_text_atomic(output / "predictions.csv", table.to_csv(index=False))
     write_text_atomic(output / "rejected.csv", rejected.to_csv(index=False))
     counts = table.loc[~table["unknown"], "predicted"].value_counts().to_dict()
-    return {"output": str(output), "n_inputs": len(paths), "n_predicted": len(table),
-            "n_unknown": int(table["unknown"].sum()), "n_rejected": len(rejected),
-            "per_class": counts}
+    summary = {"output": str(output), "n_inputs": len(paths), "n_predicted": len(table),
+               "n_unknown": int(table["unknown"].sum()), "n_rejected": len(rejected),
+               "per_class": counts}
+    if budget is not None:
+        summary["error_budget"] = budget.fields()
+        labels = input_labels(table["path"].tolist(), cfg.input, names)
+        if labels is not None:  # input in class sub-folders: what was promised, measured
+            correct = labels == outputs.proba.argmax(1)
+            summary["error_budget"] |= realised(~table["unknown"].to_numpy(), correct)
+    write_json_atomic(output / "summary.json", summary)
+    return summary
 
 
 def validation_threshold(cfg: DictConfig) -> dict:
