@@ -125,6 +125,13 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         scores |= retrieval_scores(model, split, queries, gallery, cfg.eval.knn)
     # NaN (e.g. no query class in the gallery) becomes null: metrics.json stays valid JSON
     metrics = {f"{split}/{k}": to_number(v) for k, v in scores.items()}
+    figures = [("confusion matrix", "../confusion_matrix.png")]
+    if cfg.eval.max_error is not None:
+        from imgexp.evaluation.budget_eval import budget_report
+
+        budget = budget_report(model, datamodule, split, cfg, out_dir)
+        metrics |= {k: to_number(v) for k, v in budget.items() if v is not None}
+        figures.append(("risk-coverage curve (eval.max_error)", "../risk_coverage.png"))
     metrics[f"{split}/n_images"] = len(queries.index)
     metrics["data/skipped_images"] = len(queries.skipped)
     write_json_atomic(out_dir / "metrics.json", metrics)
@@ -132,7 +139,6 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     pred = queries.proba.argmax(1)
     counts = write_confusion_files(out_dir, queries.labels, pred, names, split)
     write_predictions(out_dir, image_paths(datamodule, split, queries.index), queries, names)
-    figures = [("confusion matrix", "../confusion_matrix.png")]
     if is_classifier(model):  # calibration means something for softmax probabilities only
         write_reliability(out_dir, queries, cfg.eval.calibration_bins, split, scores["ece"])
         figures.insert(0, (f"reliability diagram (ECE {scores['ece']:.4f})",
