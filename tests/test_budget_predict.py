@@ -168,10 +168,12 @@ def test_bad_budget_from_the_command_line_has_no_traceback(digits_ckpt, labelled
 def test_eval_max_error_reports_the_promise_on_test(digits_ckpt, tmp_path):
     out = tmp_path / "eval"
     run_stage("evaluate", f"ckpt_path={digits_ckpt}", f"hydra.run.dir={out}",
-              "eval.max_error=0.05", "log_to_run=false", "eval.progress=false")
+              "eval.max_error=0.05", "eval.ood=energy", "log_to_run=false",
+              "eval.progress=false")
     metrics = json.loads((out / "metrics.json").read_text())
     budget = json.loads((out / "budget.json").read_text())
     assert budget["met"] and budget["n_labelled"] == metrics["test/n_images"]
+    assert budget["score"] == "energy"  # eval.ood chose the score
     assert metrics["test/budget_error"] == budget["realised_error"] <= 0.05
     assert metrics["test/budget_coverage"] == budget["realised_coverage"] > 0
     assert metrics["test/budget_threshold"] == pytest.approx(budget["threshold"])
