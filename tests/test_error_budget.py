@@ -92,7 +92,10 @@ def test_an_unreachable_budget_says_so_with_the_best_bound():
     correct = rng.uniform(size=400) > 0.3  # 30% wrong whatever the score
     r = threshold_for_error_budget(scores, correct, 0.05, 0.9)
     assert not r.met and r.threshold == np.inf and r.coverage == 0.0
-    assert 0.05 < r.bound < 1.0  # the best error it could have promised
+    # the bound is then the smallest budget these images would certify: it is met
+    assert 0.05 < r.bound < 1.0
+    assert threshold_for_error_budget(scores, correct, r.bound, 0.9).met
+    assert not threshold_for_error_budget(scores, correct, r.bound - 0.005, 0.9).met
     # too few calibration images: even a perfect model cannot certify 5% with 44 images
     r = threshold_for_error_budget(np.linspace(0, 1, 44), np.ones(44, bool), 0.05, 0.9)
     assert not r.met and r.bound > 0.05

@@ -35,14 +35,19 @@ from scipy.stats import beta
 
 from imgexp.errors import ImgexpError
 
+# the budgets tried to tell the user what would pass when theirs does not: 0.5% steps
+BUDGET_GRID = np.round(np.arange(0.005, 1.0, 0.005), 3)
+
 
 @dataclass(frozen=True)
 class BudgetResult:
     met: bool                 # a threshold certified the budget
     threshold: float          # accept score >= threshold (inf when not met: accept nothing)
     coverage: float           # share of calibration images accepted (expected share sorted)
-    bound: float              # upper bound on the error at `threshold` (or the best one seen)
-    calibration_error: float  # observed error among the accepted calibration images
+    bound: float              # upper bound on the error at `threshold`; when not met, the
+                              # smallest budget on BUDGET_GRID these images would certify
+    calibration_error: float  # observed error among the accepted calibration images (all
+                              # of them when not met)
     max_error: float
     confidence: float
     n_calibration: int
@@ -105,14 +110,23 @@ def threshold_for_error_budget(scores, correct, max_error: float, confidence: fl
         raise ImgexpError("no calibration image to choose a threshold from")
     thresholds, accepted, errors = risk_coverage(scores, correct)
     bounds = clopper_pearson_upper(errors, accepted, confidence)
-    start = np.searchsorted(accepted, first_tested(max_error, confidence, n_total))
+    last = last_certified(accepted, bounds, max_error, confidence)
+    if last is None:
+        # the sequence stopped at its first test: tell the user which budget would pass
+        smallest = next((a for a in BUDGET_GRID if a > max_error and last_certified(
+            accepted, bounds, a, confidence) is not None), 1.0)
+        return BudgetResult(False, math.inf, 0.0, float(smallest), float((~correct).mean()),
+                            max_error, confidence, n_total)
+    return BudgetResult(True, float(thresholds[last]), float(accepted[last] / n_total),
+                        float(bounds[last]), float(errors[last] / accepted[last]), max_error,
+                        confidence, n_total)
+
+
+def last_certified(accepted: np.ndarray, bounds: np.ndarray, max_error: float,
+                   confidence: float) -> int | None:
+    """Fixed-sequence testing: the index of the last threshold (in risk_coverage's order)
+    before the first bound above `max_error`, or None when the first test fails."""
+    start = np.searchsorted(accepted, first_tested(max_error, confidence, int(accepted[-1])))
     passed = bounds[start:] <= max_error
     n_passed = len(passed) if passed.all() else int(np.argmin(passed))
-    if n_passed == 0:
-        best = int(np.argmin(bounds))
-        return BudgetResult(False, math.inf, 0.0, float(bounds[best]),
-                            float(errors[best] / accepted[best]), max_error, confidence, n_total)
-    i = start + n_passed - 1
-    return BudgetResult(True, float(thresholds[i]), float(accepted[i] / n_total),
-                        float(bounds[i]), float(errors[i] / accepted[i]), max_error, confidence,
-                        n_total)
+    return start + n_passed - 1 if n_passed else None
