@@ -20,7 +20,7 @@ from imgexp.evaluation.predict import predict_folder
 from imgexp.models import load_model
 
 pytestmark = pytest.mark.slow
-BUDGET = ["predict.max_error=0.05", "predict.confidence=0.9"]
+BUDGET = ["predict.max_error=0.05", "predict.confidence=0.8"]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_weak_model_sorts_fewer_than_strong_at_the_same_budget(digits_ckpt, weak
                                                                labelled_test, tmp_path):
     strong = predict(tmp_path, digits_ckpt, labelled_test, "strong", *BUDGET)["error_budget"]
     weak = predict(tmp_path, weak_ckpt, labelled_test, "weak", *BUDGET)["error_budget"]
-    assert strong["met"]
+    assert strong["met"] and strong["confidence"] == weak["confidence"] == 0.8
     assert 1 - weak["expected_unknown_share"] < 1 - strong["expected_unknown_share"]
     assert weak["realised_coverage"] < strong["realised_coverage"]
     for side in (strong, weak):
@@ -168,12 +168,12 @@ def test_bad_budget_from_the_command_line_has_no_traceback(digits_ckpt, labelled
 def test_eval_max_error_reports_the_promise_on_test(digits_ckpt, tmp_path):
     out = tmp_path / "eval"
     run_stage("evaluate", f"ckpt_path={digits_ckpt}", f"hydra.run.dir={out}",
-              "eval.max_error=0.05", "eval.ood=energy", "log_to_run=false",
+              "eval.max_error=0.05", "eval.ood=energy", "eval.confidence=0.8", "log_to_run=false",
               "eval.progress=false")
     metrics = json.loads((out / "metrics.json").read_text())
     budget = json.loads((out / "budget.json").read_text())
     assert budget["met"] and budget["n_labelled"] == metrics["test/n_images"]
-    assert budget["score"] == "energy"  # eval.ood chose the score
+    assert budget["score"] == "energy" and budget["confidence"] == 0.8
     assert metrics["test/budget_error"] == budget["realised_error"] <= 0.05
     assert metrics["test/budget_coverage"] == budget["realised_coverage"] > 0
     assert metrics["test/budget_threshold"] == pytest.approx(budget["threshold"])

@@ -74,6 +74,8 @@ def test_result_fields_describe_the_threshold():
     # a looser budget accepts more images
     looser = threshold_for_error_budget(scores, correct, 0.2, CONFIDENCE)
     assert looser.coverage > r.coverage
+    surer = threshold_for_error_budget(scores, correct, MAX_ERROR, 0.99)
+    assert surer.coverage < r.coverage and surer.bound <= MAX_ERROR
 
 
 def test_a_perfect_model_sorts_everything_and_ties_stay_together():
