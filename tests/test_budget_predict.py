@@ -138,6 +138,8 @@ def test_score_auto_compares_the_heads_scores(digits_ckpt, labelled_test, tmp_pa
 
 
 @pytest.mark.parametrize("overrides, message", [
+    (["predict.calibration={foreign}"], r"predict\.calibration only applies with an error budget"),
+    (["predict.score=auto"], r"predict\.score only applies with an error budget"),
     (["predict.max_error=1.5"], r"predict\.max_error=1\.5 must be .* strictly between 0 and 1"),
     (["predict.max_error=0.05", "predict.confidence=1"], r"predict\.confidence=1 must be"),
     (["predict.max_error=0.05", "predict.score=best"], r"predict\.score='best' is not an option"),

@@ -137,6 +137,16 @@ def input_labels(paths: list[str], root: str | Path, names: list[str]) -> np.nda
     return np.array(labels, dtype=np.int64)
 
 
+def budget_requested(section, key: str) -> bool:
+    """Whether `key`.max_error is set; the budget's other options alone would do nothing."""
+    if section.max_error is None:
+        for name in ("calibration", "score"):
+            if section.get(name) is not None:
+                raise ImgexpError(f"{key}.{name} only applies with an error budget: also set "
+                                  f"{key}.max_error (e.g. {key}.max_error=0.05)")
+    return section.max_error is not None
+
+
 def calibrate_checkpoint(model, cfg_section, data: dict, key: str, progress: bool) -> Calibrated:
     """predict/eval's entry: check the options, score the calibration images, calibrate."""
     check_budget(cfg_section.max_error, cfg_section.confidence, key)

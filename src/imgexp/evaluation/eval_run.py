@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from imgexp.atomic import write_frame_atomic, write_json_atomic, write_text_atomic
 from imgexp.data import ImageDataModule
 from imgexp.errors import ImgexpError
+from imgexp.evaluation.budget_eval import budget_report
+from imgexp.evaluation.budget_run import budget_requested
 from imgexp.evaluation.calibration import plot_reliability, reliability_bins
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
 from imgexp.evaluation.confusion import most_confused, write_confusion_files
@@ -126,9 +128,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     # NaN (e.g. no query class in the gallery) becomes null: metrics.json stays valid JSON
     metrics = {f"{split}/{k}": to_number(v) for k, v in scores.items()}
     figures = [("confusion matrix", "../confusion_matrix.png")]
-    if cfg.eval.max_error is not None:
-        from imgexp.evaluation.budget_eval import budget_report
-
+    if budget_requested(cfg.eval, "eval"):
         budget = budget_report(model, datamodule, split, cfg, out_dir)
         metrics |= {k: to_number(v) for k, v in budget.items() if v is not None}
         figures.append(("risk-coverage curve (eval.max_error)", "../risk_coverage.png"))

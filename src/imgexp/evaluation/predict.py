@@ -15,7 +15,12 @@ from imgexp.atomic import write_json_atomic, write_text_atomic
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.data.splits import IGNORED_NAMES
 from imgexp.errors import ImgexpError
-from imgexp.evaluation.budget_run import calibrate_checkpoint, input_labels, realised
+from imgexp.evaluation.budget_run import (
+    budget_requested,
+    calibrate_checkpoint,
+    input_labels,
+    realised,
+)
 from imgexp.evaluation.checkpoint_data import datamodule_for, split_loader
 from imgexp.evaluation.inference import Outputs, pick_device, run_model
 from imgexp.evaluation.scores import (
@@ -130,7 +135,7 @@ def predict_folder(cfg: DictConfig) -> dict:
                           "rejected images: rename that class and retrain")
     settings.ood = resolve_ood(model, settings.ood)
     budget = None
-    if cfg.predict.max_error is not None:  # the budget sets the score and the threshold
+    if budget_requested(cfg.predict, "predict"):  # the budget sets the score and the threshold
         budget = calibrate_checkpoint(model, cfg.predict, OmegaConf.to_container(cfg.data),
                                       "predict", cfg.predict.progress)
         # not met: an infinite threshold sends every image to _unknown/
