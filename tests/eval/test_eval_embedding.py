@@ -70,3 +70,15 @@ def test_embedding_predict_sends_unseen_images_to_unknown(triplet_run, tmp_path)
     table = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert (table["unknown"] == (table["score_nearest"] < found["threshold"])).all()
     assert summary["n_unknown"] > 0.5 * summary["n_predicted"]
+
+
+def test_error_budget_compares_the_embedding_heads_scores(triplet_run, digits_root, tmp_path):
+    """predict.max_error with score=auto on a k-NN head: softmax and nearest are compared."""
+    cfg = compose_config("predict", [f"ckpt_path={triplet_run / 'checkpoints' / 'best.ckpt'}",
+                                     f"input={digits_root / '3'}", f"output={tmp_path / 'out'}",
+                                     "predict.max_error=0.1", "predict.score=auto",
+                                     "predict.num_workers=0", "predict.progress=false"],
+                         tmp_path / "run")
+    budget = predict_folder(cfg)["error_budget"]
+    assert set(budget["scores_compared"]) == {"softmax", "nearest"}
+    assert budget["score"] in budget["scores_compared"] and budget["n_calibration"] == 270

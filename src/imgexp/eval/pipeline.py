@@ -22,6 +22,8 @@ from imgexp.metrics.retrieval import knn_search, retrieval_metrics
 from imgexp.models.data_config import datamodule_for, split_loader
 from imgexp.models.factory import model_from_checkpoint, read_checkpoint
 from imgexp.models.inference import Outputs, is_classifier, run_model
+from imgexp.eval.budget import budget_report
+from imgexp.models.error_budget import budget_requested
 from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.run_logging import log_to_run_loggers
 
@@ -127,6 +129,11 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
         scores |= retrieval_scores(model, split, queries, gallery, cfg.eval.knn)
     # NaN (e.g. no query class in the gallery) becomes null: metrics.json stays valid JSON
     metrics = {f"{split}/{k}": to_number(v) for k, v in scores.items()}
+    figures = [("confusion matrix", "../confusion_matrix.png")]
+    if budget_requested(cfg.eval, "eval"):
+        budget = budget_report(model, datamodule, split, cfg, out_dir)
+        metrics |= {k: to_number(v) for k, v in budget.items() if v is not None}
+        figures.append(("risk-coverage curve (eval.max_error)", "../risk_coverage.png"))
     metrics[f"{split}/n_images"] = len(queries.index)
     metrics["data/skipped_images"] = len(queries.skipped)
     write_json_atomic(out_dir / "metrics.json", metrics)
@@ -134,7 +141,6 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     pred = queries.proba.argmax(1)
     counts = write_confusion_files(out_dir, queries.labels, pred, names, split)
     write_predictions(out_dir, image_paths(datamodule, split, queries.index), queries, names)
-    figures = [("confusion matrix", "../confusion_matrix.png")]
     if is_classifier(model):  # calibration means something for softmax probabilities only
         write_reliability(out_dir, queries, cfg.eval.calibration_bins, split, scores["ece"])
         figures.insert(0, (f"reliability diagram (ECE {scores['ece']:.4f})",

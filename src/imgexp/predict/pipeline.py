@@ -11,7 +11,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from imgexp.atomic import write_text_atomic
+from imgexp.atomic import write_json_atomic, write_text_atomic
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.data.splits import image_files
 from imgexp.device import resolve_device
@@ -19,7 +19,13 @@ from imgexp.errors import ImgexpError
 from imgexp.models import load_model
 from imgexp.models.data_config import datamodule_for, input_size, split_loader
 from imgexp.models.inference import Outputs, run_model
-from imgexp.predict.scores import (
+from imgexp.models.error_budget import (
+    budget_requested,
+    calibrate_checkpoint,
+    input_labels,
+    realised,
+)
+from imgexp.models.scores import (
     known_class_score,
     resolve_ood,
     threshold_for_false_reject_rate,
@@ -125,6 +131,12 @@ def predict_folder(cfg: DictConfig) -> dict:
         raise ImgexpError(f"the checkpoint has a class named {UNKNOWN}, the folder for "
                           "rejected images: rename that class and retrain")
     settings.ood = resolve_ood(model, settings.ood)
+    budget = None
+    if budget_requested(cfg.predict, "predict"):  # the budget sets the score and the threshold
+        budget = calibrate_checkpoint(model, cfg.predict, OmegaConf.to_container(cfg.data),
+                                      "predict", cfg.predict.progress)
+        # not met: an infinite threshold sends every image to _unknown/
+        settings.ood, settings.unknown_threshold = budget.score, budget.result.threshold
     paths = list_inputs(cfg.input, exclude=output)
     if not paths:
         raise ImgexpError(f"input={cfg.input} holds no files")
@@ -142,9 +154,17 @@ def predict_folder(cfg: DictConfig) -> dict:
     write_text_atomic(output / "predictions.csv", table.to_csv(index=False))
     write_text_atomic(output / "rejected.csv", rejected.to_csv(index=False))
     counts = table.loc[~table["unknown"], "predicted"].value_counts().to_dict()
-    return {"output": str(output), "n_inputs": len(paths), "n_predicted": len(table),
-            "n_unknown": int(table["unknown"].sum()), "n_rejected": len(rejected),
-            "per_class": counts}
+    summary = {"output": str(output), "n_inputs": len(paths), "n_predicted": len(table),
+               "n_unknown": int(table["unknown"].sum()), "n_rejected": len(rejected),
+               "per_class": counts}
+    if budget is not None:
+        summary["error_budget"] = budget.fields()
+        labels = input_labels(table["path"].tolist(), cfg.input, names)
+        if labels is not None:  # input in class sub-folders: what was promised, measured
+            correct = labels == outputs.proba.argmax(1)
+            summary["error_budget"] |= realised(~table["unknown"].to_numpy(), correct)
+    write_json_atomic(output / "summary.json", summary)
+    return summary
 
 
 def validation_threshold(cfg: DictConfig) -> dict:

@@ -9,6 +9,7 @@ from imgexp.errors import ImgexpError
 
 @stage_main("predict")
 def main(cfg: DictConfig) -> None:
+    from imgexp.models.error_budget import describe
     from imgexp.predict.pipeline import predict_folder, validation_threshold
 
     quiet_libraries()
@@ -21,6 +22,8 @@ def main(cfg: DictConfig) -> None:
     if not cfg.input:
         raise ImgexpError("input= is not set: input=/path/to/new/images")
     summary = predict_folder(cfg)
+    if "error_budget" in summary:
+        print(describe(summary["error_budget"], "predict"))
     print(f"\n{summary['n_predicted']} of {summary['n_inputs']} files classified into "
           f"{summary['output']}")
     for name, count in sorted(summary["per_class"].items()):
