@@ -13,11 +13,11 @@ import pytest
 from helpers.config import compose_config, train_config
 from helpers.eval import run_stage
 from imgexp.errors import ImgexpError
-from imgexp.models.error_budget import calibrate, correct_of, score_all
+from imgexp.models import load_model
 from imgexp.models.data_config import datamodule_for, split_loader
+from imgexp.models.error_budget import calibrate, correct_of, score_all
 from imgexp.models.inference import Outputs
 from imgexp.predict.pipeline import predict_folder
-from imgexp.models import load_model
 
 pytestmark = pytest.mark.slow
 BUDGET = ["predict.max_error=0.05", "predict.confidence=0.8"]
@@ -26,7 +26,7 @@ BUDGET = ["predict.max_error=0.05", "predict.confidence=0.8"]
 @pytest.fixture(scope="module")
 def weak_ckpt(tmp_path_factory, data_dir) -> Path:
     """One epoch: far less accurate than the session's model."""
-    from imgexp.fit import fit_and_test
+    from imgexp.train.fit import fit_and_test
 
     run_dir = tmp_path_factory.mktemp("weak_run")
     fit_and_test(train_config(["trainer.max_epochs=1", "data.image_size=16",
@@ -169,7 +169,7 @@ def test_bad_budget_from_the_command_line_has_no_traceback(digits_ckpt, labelled
 
 def test_eval_max_error_reports_the_promise_on_test(digits_ckpt, tmp_path):
     out = tmp_path / "eval"
-    run_stage("evaluate", f"ckpt_path={digits_ckpt}", f"hydra.run.dir={out}",
+    run_stage("eval", f"ckpt_path={digits_ckpt}", f"hydra.run.dir={out}",
               "eval.max_error=0.05", "eval.ood=energy", "eval.confidence=0.8", "log_to_run=false",
               "eval.progress=false")
     metrics = json.loads((out / "metrics.json").read_text())
@@ -185,7 +185,7 @@ def test_eval_max_error_reports_the_promise_on_test(digits_ckpt, tmp_path):
     assert curve["selective_error"].iloc[-1] == pytest.approx(1 - metrics["test/acc"], abs=1e-6)
     assert (out / "risk_coverage.png").stat().st_size > 5000
     assert "risk_coverage.png" in (out / "errors" / "errors.html").read_text()
-    proc = run_stage("evaluate", f"ckpt_path={digits_ckpt}", f"hydra.run.dir={tmp_path / 'v'}",
+    proc = run_stage("eval", f"ckpt_path={digits_ckpt}", f"hydra.run.dir={tmp_path / 'v'}",
                      "split=val", "eval.max_error=0.05", "log_to_run=false", check=False)
     assert proc.returncode != 0 and "calibrates on the val split" in proc.stderr
 

@@ -6,8 +6,8 @@ import pytest
 
 from imgexp.errors import ImgexpError
 from imgexp.models.inference import Outputs
-from imgexp.predict.pipeline import list_inputs
 from imgexp.models.scores import known_class_score, threshold_for_false_reject_rate
+from imgexp.predict.pipeline import list_inputs
 from imgexp.predict.sorting import place
 
 

@@ -13,14 +13,14 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from imgexp.atomic import atomic_path, write_frame_atomic, write_json_atomic  # noqa: E402
 from imgexp.errors import ImgexpError  # noqa: E402
+from imgexp.metrics.selective_risk import risk_coverage  # noqa: E402
+from imgexp.models.data_config import split_loader  # noqa: E402
 from imgexp.models.error_budget import (  # noqa: E402
     calibrate_checkpoint,
     correct_of,
     realised,
     score_all,
 )
-from imgexp.models.data_config import split_loader  # noqa: E402
-from imgexp.metrics.selective_risk import risk_coverage  # noqa: E402
 
 
 def plot_risk_coverage(curve: pd.DataFrame, point: dict, max_error: float, path: Path,

@@ -14,16 +14,16 @@ from imgexp.atomic import write_frame_atomic, write_json_atomic, write_text_atom
 from imgexp.data import ImageDataModule
 from imgexp.device import resolve_device
 from imgexp.errors import ImgexpError
+from imgexp.eval.budget import budget_report
 from imgexp.eval.report_html import ErrorRow, write_error_report
 from imgexp.metrics.calibration import plot_reliability, reliability_bins
 from imgexp.metrics.classification import classification_scores, retrieval_map
 from imgexp.metrics.confusion import most_confused, write_confusion_files
 from imgexp.metrics.retrieval import knn_search, retrieval_metrics
 from imgexp.models.data_config import datamodule_for, split_loader
+from imgexp.models.error_budget import budget_requested
 from imgexp.models.factory import model_from_checkpoint, read_checkpoint
 from imgexp.models.inference import Outputs, is_classifier, run_model
-from imgexp.eval.budget import budget_report
-from imgexp.models.error_budget import budget_requested
 from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.run_logging import log_to_run_loggers
 

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 from imgexp.data.dataset import ImageDataset, collate_skipping
 from imgexp.data.splits import scan_class_folders
 from imgexp.errors import ImgexpError
-from imgexp.models.data_config import datamodule_for, input_size, split_loader
 from imgexp.metrics.selective_risk import BudgetResult, check_budget, threshold_for_error_budget
+from imgexp.models.data_config import datamodule_for, input_size, split_loader
 from imgexp.models.inference import Outputs, run_model
 from imgexp.models.scores import known_class_score, resolve_ood
 

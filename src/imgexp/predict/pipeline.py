@@ -18,13 +18,13 @@ from imgexp.device import resolve_device
 from imgexp.errors import ImgexpError
 from imgexp.models import load_model
 from imgexp.models.data_config import datamodule_for, input_size, split_loader
-from imgexp.models.inference import Outputs, run_model
 from imgexp.models.error_budget import (
     budget_requested,
     calibrate_checkpoint,
     input_labels,
     realised,
 )
+from imgexp.models.inference import Outputs, run_model
 from imgexp.models.scores import (
     known_class_score,
     resolve_ood,
