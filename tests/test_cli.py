@@ -40,6 +40,21 @@ def test_an_unset_mandatory_key_is_one_line_naming_it(module, args, key, tmp_pat
     assert "Traceback" not in proc.stdout + proc.stderr and "[ERROR]" not in proc.stdout
 
 
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint\n"], ids=["empty", "text"])
+@pytest.mark.parametrize(("module", "args"), [
+    ("train", ["trainer=debug"]),
+    ("eval", []),
+])
+def test_a_file_that_is_not_a_checkpoint_is_one_line_naming_it(module, args, content, tmp_path):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(content)
+    proc = run_stage(module, *args, f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {ckpt} is not a readable checkpoint")
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
 def imported_modules(stderr: str) -> set[str]:
     """Module names from `python -X importtime`'s report."""
     return {line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines()

@@ -74,9 +74,14 @@ def build_model(cfg: DictConfig, class_names: list[str],
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ImgexpError(f"checkpoint {path} not found: pass ckpt_path=RUN/checkpoints/best.ckpt")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "imgexp" not in ckpt:
+        raise ImgexpError(f"checkpoint {path} not found: point at a file a training run wrote "
+                          "(RUN/checkpoints/best.ckpt, or last.ckpt to resume)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # a text file, an empty or cut file: pickle/zip say it their way
+        raise ImgexpError(f"{path} is not a readable checkpoint ({type(error).__name__}): point "
+                          "at a file a training run wrote (RUN/checkpoints/best.ckpt)") from None
+    if not isinstance(ckpt, dict) or "imgexp" not in ckpt:
         raise ImgexpError(f"{path} is not an imgexp checkpoint (no class names/config inside)")
     return ckpt
 

@@ -117,7 +117,7 @@ def warn_if_environment_differs(cfg: DictConfig) -> None:
             _warned.add(run)
             log.warning("%s was made in another environment; these packages differ (recorded "
                         "-> now), so results may too: %s. `make install` installs the locked "
-                        "set (see README, Reproducing a run)", run, ", ".join(changed))
+                        "set (see README, Reproducible relaunch)", run, ", ".join(changed))
 
 
 def check_installed(lock: Path = LOCK_FILE) -> list[str]:
