@@ -11,11 +11,15 @@ subset holds the easiest images (the most typical ones), not the most informativ
 """
 
 import math
+import multiprocessing
+import os
 import statistics
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -32,7 +36,7 @@ FRACTIONS = (0.1, 0.3)
 # of images kept, common ones thinned out)
 SCENARIOS = {"balanced": None,
              "long-tailed": (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12, 0.09, 0.06, 0.05)}
-WITHIN = ("kcenter", "centroid", "random")
+WITHIN = ("kcenter", "typical", "centroid", "random")
 BATCH = 32
 
 
@@ -76,7 +80,41 @@ def collection(all_rows: pd.DataFrame, keep: tuple[float, ...] | None, root: Pat
     return rows, out
 
 
-def run(quick: bool = False) -> dict:
+def subsets(task: dict) -> dict:
+    """One (scenario, seed): select each fraction with each `within`, draw the random subset of
+    the same size, train a fresh model on each -> {(fraction, name): test accuracy}. Runs in
+    its own process with one thread, so tasks run side by side on a many-core machine."""
+    torch.set_num_threads(1)
+    work, rows, seed = Path(task["work"]), task["rows"], task["seed"]
+    common, tag0 = task["common"], f"{task['scenario']}_{{}}_{seed}"
+    overrides = ["data=manifest", f"data.manifest={task['manifest']}", *QUIET[3:],
+                 f"paths.data_dir={task['data_dir']}", f"seed={seed}",
+                 f"select.ckpt_path={task['extractor']}",
+                 f"select.cache_dir={work / 'cache' / str(seed)}", "select.from_splits=[train]",
+                 "select.pictures=false"]
+    accs = {}
+    for fraction in FRACTIONS:
+        n_train = int(round(fraction * task["size"]))
+        epochs = math.ceil(task["steps"] / math.ceil(n_train / BATCH))
+        tag = tag0.format(f"{fraction:.0%}")
+        manifests = {"random subset": random_manifest(
+            rows, n_train, Path(task["root"]), work / f"random_{tag}.csv", seed)}
+        for within in task["withins"]:
+            summary = run_select(config("select", [
+                *overrides, f"select.budget={n_train}", f"select.within={within}",
+                f"paths.output_dir={work / f'select_{tag}' / within}"]))
+            manifests[within] = Path(summary["manifest"])
+        for name, subset in manifests.items():
+            accs[(fraction, name)] = train(
+                ["data=manifest", f"data.manifest={subset}", f"seed={seed}",
+                 f"trainer.max_epochs={epochs}",
+                 # one validation, at the end: the model tested is the last
+                 f"trainer.check_val_every_n_epoch={epochs}", *common],
+                work / f"train_{tag}_{name.replace(' ', '_')}")
+    return accs
+
+
+def run(quick: bool = False, jobs: int | None = None) -> dict:
     seeds, steps = ([0, 1, 2], 120) if quick else ([0, 1, 2, 3, 4], 240)
     # quick: the default choice only (the share curve is what a quick run checks)
     withins = WITHIN[:1] if quick else WITHIN
@@ -88,8 +126,7 @@ def run(quick: bool = False) -> dict:
     datamodule = instantiate(config("train", ["data=digits", *common]).data, _recursive_=False)
     all_rows = datamodule.split_table()
 
-    results: dict[tuple[str, float, str], list[float]] = {}
-    sizes = {}
+    tasks, sizes = [], {}
     for scenario, keep in SCENARIOS.items():
         rows, manifest = collection(all_rows, keep, Path(datamodule.root),
                                     work / f"{scenario}.csv")
@@ -98,30 +135,19 @@ def run(quick: bool = False) -> dict:
         extractor_dir = work / f"extractor_{scenario}"
         train(["data=manifest", f"data.manifest={manifest}", "model.backbone.channels=[16,32]",
                "trainer.max_epochs=10", *common], extractor_dir)
-        for seed in seeds:
-            overrides = ["data=manifest", f"data.manifest={manifest}", *QUIET[3:],
-                         f"paths.data_dir={data_dir}", f"seed={seed}",
-                         f"select.ckpt_path={extractor_dir / 'checkpoints' / 'best.ckpt'}",
-                         f"select.cache_dir={work / 'cache'}", "select.from_splits=[train]",
-                         "select.pictures=false"]
-            for fraction in FRACTIONS:
-                n_train = int(round(fraction * sizes[scenario]))
-                epochs = math.ceil(steps / math.ceil(n_train / BATCH))
-                tag = f"{scenario}_{fraction:.0%}_{seed}"
-                manifests = {"random subset": random_manifest(
-                    rows, n_train, Path(datamodule.root), work / f"random_{tag}.csv", seed)}
-                for within in withins:
-                    summary = run_select(config("select", [
-                        *overrides, f"select.budget={n_train}", f"select.within={within}",
-                        f"paths.output_dir={work / f'select_{tag}' / within}"]))
-                    manifests[within] = Path(summary["manifest"])
-                for name, subset in manifests.items():
-                    acc = train(["data=manifest", f"data.manifest={subset}", f"seed={seed}",
-                                 f"trainer.max_epochs={epochs}",
-                                 # one validation, at the end: the model tested is the last
-                                 f"trainer.check_val_every_n_epoch={epochs}", *common],
-                                work / f"train_{tag}_{name.replace(' ', '_')}")
-                    results.setdefault((scenario, fraction, name), []).append(acc)
+        tasks += [dict(work=str(work), rows=rows, seed=seed, common=common, scenario=scenario,
+                       manifest=str(manifest), data_dir=str(data_dir), root=str(datamodule.root),
+                       extractor=str(extractor_dir / "checkpoints" / "best.ckpt"),
+                       size=sizes[scenario], steps=steps, withins=withins)
+                  for seed in seeds]
+    # the accuracies do not depend on how many tasks run at once (each is seeded, one thread)
+    jobs = jobs or max(1, (os.cpu_count() or 1) - 1)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = list(pool.map(subsets, tasks))
+    results: dict[tuple[str, float, str], list[float]] = {}
+    for task, accs in zip(tasks, done, strict=True):
+        for (fraction, name), acc in accs.items():
+            results.setdefault((task["scenario"], fraction, name), []).append(acc)
     n_test = int((all_rows["split"] == "test").sum())
     out = {"setup": f"digits at 16 px, simple_cnn, {steps} optimiser steps per subset "
                     f"(batch {BATCH}), seeds {seeds}, 20 clusters, default share curve "

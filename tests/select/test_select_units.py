@@ -93,6 +93,24 @@ def test_kcenter_covers_the_cluster_better_than_random_or_centroid_picks():
     assert sorted(kcenter(line, 3, 5).tolist()) == [0, 5, 10]
 
 
+def test_typical_picks_one_central_image_per_look_alike_group_and_no_outlier():
+    # three tight groups of different sizes plus a few stray images: k-center picks strays;
+    # typical takes the middle of each group, the biggest group first
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [5, 0], [0, 5]], dtype=np.float32)
+    groups = [c + 0.1 * rng.standard_normal((n, 2)) for c, n in zip(centres, (60, 40, 20), strict=True)]
+    outliers = np.array([[2.5, 2.5], [-2, -2], [6, 6]], dtype=np.float32)
+    x = np.concatenate([*groups, outliers]).astype(np.float32)
+    d = np.linalg.norm(x - x.mean(0), axis=1)
+    labels = np.zeros(len(x), dtype=int)
+    picks, ranks = select(x, labels, d, np.array([3]), within="typical", seed=0)
+    assert picks.max() < 120  # no outlier
+    by_rank = x[picks[np.argsort(ranks)]]
+    assert np.linalg.norm(by_rank - centres, axis=1).max() < 0.3  # each group's middle
+    kc, _ = select(x, labels, d, np.array([3]), within="kcenter", seed=0)
+    assert kc.max() >= 120  # what typical avoids
+
+
 def test_blocked_kcenter_covers_a_big_cluster_almost_as_well_as_the_exact_traversal():
     rng = np.random.default_rng(0)
     # a dense core and a heavy tail of outliers: the tail is what k-center must reach
@@ -214,3 +232,10 @@ def test_export_into_the_source_or_over_other_files_is_refused(tmp_path):
         export_selection(src, ["a/1.jpg"], "copy", str(tmp_path / "out"))
     with pytest.raises(ImgexpError, match="select.export_dir"):
         export_selection(src, ["a/1.jpg"], "copy", None)
+
+
+def test_report_shows_a_spread_only_when_the_experiments_differed():
+    from imgexp.select.run import spread
+
+    assert spread({"mean": 0.5, "std": 0.0}) == "0.5000"
+    assert spread({"mean": 0.5, "std": 0.01}) == "0.5000 ± 0.0100"

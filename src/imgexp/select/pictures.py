@@ -85,9 +85,10 @@ def feature_map_figure(xy: np.ndarray, labels: np.ndarray, selected: np.ndarray,
     n_selected = int(selected.sum())
     handles = [Line2D([], [], ls="", marker="o", ms=4, color=colours[c],
                       label=f"cluster {c} ({sizes[c]})") for c in range(n_clusters)]
-    handles += [Line2D([], [], ls="", marker="o", ms=7, color="lightgray", mec="black",
+    # white, not grey: the cluster palette has its own greys, which a grey key would mimic
+    handles += [Line2D([], [], ls="", marker="o", ms=7, color="white", mec="black",
                        label=f"selected ({n_selected})"),
-                Line2D([], [], ls="", marker="o", ms=3, color="lightgray", alpha=0.7,
+                Line2D([], [], ls="", marker="o", ms=3, color="white", mec="dimgray", mew=0.5,
                        label=f"not selected ({len(labels) - n_selected})")]
     fig.legend(handles=handles, loc="outside right upper", fontsize=7,
                ncols=1 + n_clusters // 25, title="cluster (images)")

@@ -7,6 +7,12 @@ from omegaconf import DictConfig
 from imgexp.cli import quiet_libraries, stage_main
 
 
+def spread(score: dict) -> str:
+    """mean ± std over the random experiments; the mean alone when every experiment drew the
+    same images (a selection smaller than the sample: a ± 0.0000 would claim a precision)."""
+    return f"{score['mean']:.4f}" + (f" ± {score['std']:.4f}" if score["std"] else "")
+
+
 def report(summary: dict, run_dir: Path) -> None:
     print(f"\nrun directory: {run_dir}")
     print(f"  images: {summary['n_images']}  selected: {summary['n_selected']} "
@@ -16,8 +22,8 @@ def report(summary: dict, run_dir: Path) -> None:
     for name, hint in (("similarity", "0 = unrelated"), ("redundancy", "nearest look-alike")):
         whole, part = summary[f"{name}_all"], summary[f"{name}_selected"]
         if whole["mean"] is not None and part["mean"] is not None:
-            print(f"  {name}: all {whole['mean']:.4f} ± {whole['std']:.4f}, "
-                  f"selected {part['mean']:.4f} ± {part['std']:.4f} ({hint}; lower = more diverse)")
+            print(f"  {name}: all {spread(whole)}, selected {spread(part)} "
+                  f"({hint}; lower = more diverse)")
     print(f"selection: {run_dir / 'selection.csv'}")
     if summary["manifest"]:
         print(f"train on it: imgexp-train data=manifest data.manifest={summary['manifest']}")

@@ -17,7 +17,7 @@ from sklearn.cluster import KMeans
 from imgexp.errors import ImgexpError
 
 log = logging.getLogger(__name__)
-WITHIN = ("kcenter", "centroid", "random")
+WITHIN = ("kcenter", "typical", "centroid", "random")
 
 
 def check_shares(p_min: float, p_max: float, growth: float) -> None:
@@ -159,6 +159,21 @@ def blocked_kcenter(points: np.ndarray, distances: np.ndarray, count: int, block
     return kcenter(points, count, starts, parts.labels_)
 
 
+def typical(points: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """The most typical image of each of `count` look-alike groups of the cluster (k-means
+    inside it), biggest group first: spread like k-center, but never an outlier, which is
+    what a small annotation budget wants (Hacohen et al. 2022, "Active learning on a budget":
+    typical examples win at low budgets, diverse ones at high)."""
+    if count >= len(points):
+        return np.arange(len(points))
+    parts = KMeans(count, n_init=1, random_state=seed).fit(points)
+    gap = np.linalg.norm(points - parts.cluster_centers_[parts.labels_], axis=1)
+    groups = np.bincount(parts.labels_, minlength=count)
+    medoids = [np.flatnonzero(parts.labels_ == g)[np.argmin(gap[parts.labels_ == g])]
+               for g in np.argsort(-groups, kind="stable") if groups[g]]
+    return np.asarray(medoids, dtype=np.int64)
+
+
 def pick_within(points: np.ndarray, distances: np.ndarray, count: int, within: str,
                 rng: np.random.Generator, block: int | None = None) -> np.ndarray:
     """Indices (into points) of the `count` images taken from one cluster, in pick order."""
@@ -166,6 +181,8 @@ def pick_within(points: np.ndarray, distances: np.ndarray, count: int, within: s
         return np.argsort(distances, kind="stable")[:count]
     if within == "random":
         return rng.permutation(len(points))[:count]
+    if within == "typical":
+        return typical(points, count, int(rng.integers(2**31)))
     return blocked_kcenter(points, distances, count, block, int(rng.integers(2**31)))
 
 
