@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from threadpoolctl import threadpool_limits
 
 from imgexp.atomic import write_json_atomic
 from imgexp.data.digits import ensure_digits
@@ -83,8 +84,10 @@ def collection(all_rows: pd.DataFrame, keep: tuple[float, ...] | None, root: Pat
 def subsets(task: dict) -> dict:
     """One (scenario, seed): select each fraction with each `within`, draw the random subset of
     the same size, train a fresh model on each -> {(fraction, name): test accuracy}. Runs in
-    its own process with one thread, so tasks run side by side on a many-core machine."""
+    its own process with one thread (torch, and k-means' OpenMP: its result depends on the
+    thread count), so tasks run side by side on a many-core machine with the same results."""
     torch.set_num_threads(1)
+    threadpool_limits(1)
     work, rows, seed = Path(task["work"]), task["rows"], task["seed"]
     common, tag0 = task["common"], f"{task['scenario']}_{{}}_{seed}"
     overrides = ["data=manifest", f"data.manifest={task['manifest']}", *QUIET[3:],
