@@ -17,9 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from benchmarks.common import REAL_PHOTOS, REPO
+
+# a git worktree beside the main clone has no ../shared of its own: IMGEXP_BENCH_PHOTOS points at it
+PHOTOS = Path(os.environ.get("IMGEXP_BENCH_PHOTOS", REAL_PHOTOS))
 
 SEED, LR, BATCH, THREADS = 42, 3e-3, 64, 1  # the digits_cnn recipe (conf/experiment)
 
@@ -148,12 +152,12 @@ def settings(quick: bool) -> list[dict]:
     digits = ensure_digits(REPO / "data" / "digits")
     out = [{"name": "digits 32px", "root": digits, "size": 32,
             "overrides": [f"data.root={digits}"]}]
-    if REAL_PHOTOS.is_dir():
-        photos = ["data=folder", f"data.root={REAL_PHOTOS}"]
-        out.insert(0, {"name": "sign photos 32px", "root": REAL_PHOTOS, "size": 32,
+    if PHOTOS.is_dir():
+        photos = ["data=folder", f"data.root={PHOTOS}"]
+        out.insert(0, {"name": "sign photos 32px", "root": PHOTOS, "size": 32,
                        "overrides": photos})
         if not quick:
-            out.insert(1, {"name": "sign photos 64px", "root": REAL_PHOTOS, "size": 64,
+            out.insert(1, {"name": "sign photos 64px", "root": PHOTOS, "size": 64,
                            "overrides": photos})
     return out
 
@@ -184,9 +188,9 @@ def run(quick: bool = False) -> dict:
         cases = [(s, split_of(s, work / f"split{i}.csv")) for i, s in enumerate(settings(quick))]
         for rep in range(repeats):
             for setting, split in cases:
-                sides = [("imgexp", lambda: run_imgexp(setting, epochs, work)),
-                         ("plain", lambda: run_plain(setting, epochs, work, split))]
-                for side, fn in sides[::-1] if rep % 2 else sides:
+                sides = [("imgexp", partial(run_imgexp, setting, epochs, work)),
+                         ("plain", partial(run_plain, setting, epochs, work, split))]
+                for side, fn in sides[::-1] if rep % 2 else sides:  # alternating who goes first
                     results.setdefault(setting["name"], {}).setdefault(side, []).append(fn())
     for name, sides in results.items():
         im, pl = sides["imgexp"], sides["plain"]
