@@ -2,6 +2,7 @@
 the command line does, builds the datamodule the run would build, and measures what the switch
 is said to change, against the default. Nothing here trains."""
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -199,3 +200,8 @@ def test_cache_auto_caches_only_within_its_budget(tmp_path, data_dir, monkeypatc
     assert set(calls.values()) == {decodes} and len(calls) == len(dm.split_table())
     assert dm.cache_used == used
     assert "data.cache=auto: " + ("caching" if used == "ram" else "not caching") in caplog.text
+
+
+def test_cache_choice_is_kept_in_run_info(digits_run):
+    # the digits at 16 px (1.4 MB decoded) fit the default budget: the run says it cached
+    assert json.loads((digits_run / "run_info.json").read_text())["data_cache"] == "ram"
