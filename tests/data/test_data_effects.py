@@ -2,6 +2,7 @@
 the command line does, builds the datamodule the run would build, and measures what the switch
 is said to change, against the default. Nothing here trains."""
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -180,3 +181,27 @@ def test_augmentation_changes_train_images_but_not_eval(tmp_path, data_dir, augm
     assert changed_share(dm, dm.gallery_dataloader()) == 0
     none = _dm(tmp_path, data_dir, [*common, "augmentation=none"])
     assert changed_share(none, none.train_dataloader()) == 0
+
+
+@pytest.mark.parametrize("budget_mb, decodes, used", [(1, 1, "ram"), (0.001, 3, "none")])
+def test_cache_auto_caches_only_within_its_budget(tmp_path, data_dir, monkeypatch, caplog,
+                                                  budget_mb, decodes, used):
+    # 20 images of 8x8x3 bytes = 0.004 MB: within 1 MB, over 0.001 MB
+    root = _folder(tmp_path / "imgs", {"a": 10, "b": 10})
+    dm = _dm(tmp_path, data_dir, ["data=folder", f"data.root={root}", "data.num_workers=0",
+                                  "data.image_size=8", "data.batch_size=1",  # 1: none dropped
+                                  f"data.cache_budget_mb={budget_mb}"])  # data.cache: default
+    calls = _count_decodes(monkeypatch)
+    with caplog.at_level("INFO", logger="imgexp.data.datamodule"):
+        for _epoch in range(3):
+            for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+                for _batch in loader:
+                    pass
+    assert set(calls.values()) == {decodes} and len(calls) == len(dm.split_table())
+    assert dm.cache_used == used
+    assert "data.cache=auto: " + ("caching" if used == "ram" else "not caching") in caplog.text
+
+
+def test_cache_choice_is_kept_in_run_info(digits_run):
+    # the digits at 16 px (1.4 MB decoded) fit the default budget: the run says it cached
+    assert json.loads((digits_run / "run_info.json").read_text())["data_cache"] == "ram"

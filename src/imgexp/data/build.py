@@ -9,5 +9,7 @@ from imgexp.data.datamodule import ImageDataModule
 
 
 def build_datamodule(cfg: DictConfig) -> ImageDataModule:
-    augmentation = instantiate(cfg.augmentation) if cfg.get("augmentation") else None
+    aug = cfg.get("augmentation")
+    # an empty pipeline (augmentation=none) is no augmentation, and skips albumentations' import
+    augmentation = instantiate(aug) if aug and aug.get("transforms", True) else None
     return instantiate(cfg.data, augmentation=augmentation, _recursive_=False)

@@ -81,13 +81,14 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(self, root: str | None = None, manifest: str | None = None,
                  builtin: str | None = None, image_size: int = 64, batch_size: int = 32,
                  num_workers: int = 0, ratios=(0.7, 0.15, 0.15), split_seed: int = 0,
-                 cache: str | None = None, sampler: str | None = None,
+                 cache: str | None = "auto", cache_budget_mb: float = 1024,
+                 sampler: str | None = None,
                  samples_per_class: int = 4, min_per_class: int = 0,
                  augmentation=None, pin_memory: bool = False, persistent_workers: bool = True,
                  kfold: int | None = None, fold: int = 0, class_map=None):
         super().__init__()
-        if cache not in (None, "none", "ram"):
-            raise ImgexpError(f"data.cache={cache!r} is not an option: use ram or none")
+        if cache not in (None, "none", "ram", "auto"):
+            raise ImgexpError(f"data.cache={cache!r} is not an option: use auto, ram or none")
         if sampler not in (None, "none", "balanced", "pk"):
             raise ImgexpError(f"data.sampler={sampler!r} is not an option: "
                               "use balanced, pk or none")
@@ -98,6 +99,8 @@ class ImageDataModule(L.LightningDataModule):
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.ratios, self.split_seed = tuple(ratios), split_seed
         self.cache, self.sampler, self.augmentation = cache, sampler, augmentation
+        self.cache_budget_mb = cache_budget_mb
+        self.cache_used: str | None = None  # what data.cache resolved to (ram or none)
         self.samples_per_class, self.min_per_class = samples_per_class, min_per_class
         self.pin_memory, self.persistent_workers = pin_memory, persistent_workers
         self.kfold, self.fold = kfold, fold
@@ -149,6 +152,18 @@ class ImageDataModule(L.LightningDataModule):
         if not any(s.split == "train" for s in samples):
             raise ImgexpError(f"no training images found under {self.root}")
 
+    def _resolve_cache(self) -> str:
+        """auto: decoded images in RAM when all splits fit data.cache_budget_mb (decoding is
+        then paid once, not every epoch); the choice is logged and kept in run_info.json."""
+        if self.cache != "auto":
+            return self.cache or "none"
+        needed_mb = len(self.samples) * self.image_size ** 2 * 3 / 2 ** 20
+        fits = needed_mb <= self.cache_budget_mb
+        log.info("data.cache=auto: %s (%.0f MB of decoded images, data.cache_budget_mb=%g)",
+                 "caching decoded images in RAM" if fits else "not caching, decoding every epoch",
+                 needed_mb, self.cache_budget_mb)
+        return "ram" if fits else "none"
+
     def _relabel(self, samples: list[Sample]) -> list[Sample]:
         """data.class_map applied to the class folders, before the split is drawn."""
         if not self.class_map:
@@ -162,10 +177,11 @@ class ImageDataModule(L.LightningDataModule):
         if self.datasets:
             return
         index = {c: i for i, c in enumerate(self.classes)}
+        self.cache_used = self._resolve_cache()
         for split in SPLITS:
             items = [(s.path, index[s.label]) for s in self.samples if s.split == split]
             cache = (SharedImageCache(len(items), self.image_size)
-                     if self.cache == "ram" and items else None)
+                     if self.cache_used == "ram" and items else None)
             augment = self.augmentation if split == "train" else None
             self.datasets[split] = ImageDataset(self.root, items, self.image_size, augment, cache)
 

@@ -8,9 +8,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from unittest import mock
 
-import timm
 import torch
-from timm.models import group_parameters
 from torch import nn
 
 from imgexp.errors import ImgexpError
@@ -110,6 +108,8 @@ CHECKPOINT_PREFIXES = ("backbone.model.", "model.")
 def _read_weights(path: str) -> dict[str, torch.Tensor]:
     """The backbone's tensors in a weights file, named as in the timm model (before timm's own
     per-architecture key mapping): a bare state dict, or a checkpoint holding one."""
+    import timm  # here, not at the top: a SimpleCNN run does not pay timm's import
+
     try:
         # timm picks `state_dict` / `model` / EMA in a checkpoint, reads safetensors, drops
         # `module.`; weights_only=False: Lightning checkpoints also pickle their hyperparameters
@@ -188,6 +188,8 @@ class TimmBackbone(nn.Module):
 
     def __init__(self, name: str, pretrained: bool = False, checkpoint_path: str | None = None,
                  drop_rate: float = 0.0, drop_path_rate: float | None = None, in_chans: int = 3):
+        import timm  # here, not at the top: a SimpleCNN run does not pay timm's import
+
         super().__init__()
         kwargs = dict(num_classes=0, drop_rate=drop_rate, in_chans=in_chans)
         if drop_path_rate is not None:
@@ -250,5 +252,7 @@ class TimmBackbone(nn.Module):
     def param_stages(self) -> list[list[str]]:
         """Parameter names by stage, input to top, from timm's coarse group_matcher()
         (stem, one group per block stage, the final conv/norm with the last stage)."""
+        from timm.models import group_parameters
+
         groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
         return [[f"model.{name}" for name in names] for _, names in sorted(groups.items())]

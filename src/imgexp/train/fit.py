@@ -133,5 +133,5 @@ def fit_and_test(cfg: DictConfig) -> dict:
     finally:
         finish_wandb(loggers, metrics, exit_code)
         write_run_info(run_dir, cfg.seed, datamodule.manifest_hash(), time.perf_counter() - start,
-                       extra={"exit_code": exit_code})
+                       extra={"exit_code": exit_code, "data_cache": datamodule.cache_used})
     return metrics
