@@ -2,6 +2,7 @@
 helper share, so they cannot disagree on how an image becomes a prediction."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +27,19 @@ class Outputs:
 
 def is_classifier(model) -> bool:
     return getattr(model.head, "kind", "") == "classifier"
+
+
+def load_for_inference(path: str | Path, device: str, settings) -> tuple[object, Inference]:
+    """A checkpoint as a model on the resolved device and precision, or a file imgexp-export
+    wrote (.onnx) run by onnxruntime on the CPU in fp32, the precision it was checked in."""
+    if Path(path).suffix.lower() == ".onnx":
+        from imgexp.models.onnx_model import OnnxClassifier
+
+        return OnnxClassifier(path), Inference(torch.device("cpu"))
+    from imgexp.models.factory import load_model
+
+    model = load_model(path)
+    return model, inference_for(model, device, settings)
 
 
 def inference_for(model, device: str, settings) -> Inference:

@@ -16,7 +16,6 @@ from imgexp.atomic import write_json_atomic, write_text_atomic
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.data.splits import image_files
 from imgexp.errors import ImgexpError
-from imgexp.models import load_model
 from imgexp.models.data_config import datamodule_for, input_size, split_loader
 from imgexp.models.error_budget import (
     budget_requested,
@@ -24,7 +23,8 @@ from imgexp.models.error_budget import (
     input_labels,
     realised,
 )
-from imgexp.models.inference import Outputs, inference_for, run_model
+from imgexp.models.inference import Outputs, load_for_inference, run_model
+from imgexp.models.onnx_model import OnnxClassifier
 from imgexp.models.scores import (
     known_class_score,
     resolve_ood,
@@ -64,12 +64,11 @@ def score_outputs(model, loader: DataLoader, ood: str, desc: str, progress: bool
     return outputs, known_class_score(outputs, ood, gallery)
 
 
-def file_loader(model, paths: list[Path], batch_size: int | None, num_workers: int
-                ) -> DataLoader:
+def file_loader(model, paths: list[Path], batch_size: int | None, num_workers: int,
+                on_gpu: bool = False) -> DataLoader:
     """batch_size None: 16 on CPU, where larger batches of activations fall out of the cache
     and get slower per image (measured in benchmarks/bench_predict.py), 128 on a GPU.
     Decoding workers only pay off beyond a few batches: their start-up costs about a second."""
-    on_gpu = next(model.parameters()).is_cuda
     batch_size = batch_size or (128 if on_gpu else 16)
     if len(paths) <= 4 * batch_size:
         num_workers = 0
@@ -125,8 +124,7 @@ def predict_folder(cfg: DictConfig) -> dict:
     if (output / "predictions.csv").exists():
         raise ImgexpError(f"{output} already holds predictions.csv from an earlier run: "
                           "choose a new output= folder")
-    model = load_model(cfg.ckpt_path)
-    inference = inference_for(model, cfg.device, cfg.inference)
+    model, inference = load_for_inference(cfg.ckpt_path, cfg.device, cfg.inference)
     names = model.class_names
     if UNKNOWN in names:
         raise ImgexpError(f"the checkpoint has a class named {UNKNOWN}, the folder for "
@@ -142,7 +140,8 @@ def predict_folder(cfg: DictConfig) -> dict:
     paths = list_inputs(cfg.input, exclude=output)
     if not paths:
         raise ImgexpError(f"input={cfg.input} holds no files")
-    loader = file_loader(model, paths, cfg.predict.batch_size, cfg.predict.num_workers)
+    loader = file_loader(model, paths, cfg.predict.batch_size, cfg.predict.num_workers,
+                         inference.device.type == "cuda")
     outputs, score = score_outputs(model, loader, settings.ood, "predict",
                                    cfg.predict.progress, inference)
     table = predictions_table(paths, outputs, score, names, settings)
@@ -160,7 +159,8 @@ def predict_folder(cfg: DictConfig) -> dict:
     summary = {"output": str(output), "n_inputs": len(paths), "n_predicted": len(table),
                "n_unknown": int(table["unknown"].sum()), "n_rejected": len(rejected),
                "per_class": counts, "seconds": round(seconds, 3),
-               "images_per_s": round(len(paths) / seconds, 2), **inference.fields()}
+               "images_per_s": round(len(paths) / seconds, 2), **inference.fields(),
+               "runtime": "onnxruntime" if isinstance(model, OnnxClassifier) else "torch"}
     if budget is not None:
         summary["error_budget"] = budget.fields()
         labels = input_labels(table["path"].tolist(), cfg.input, names)
@@ -174,8 +174,7 @@ def predict_folder(cfg: DictConfig) -> dict:
 def validation_threshold(cfg: DictConfig) -> dict:
     """The unknown_threshold rejecting at most `cfg.threshold_for_frr` of the validation
     images; also the score used, how many were scored and the fraction actually rejected."""
-    model = load_model(cfg.ckpt_path)
-    inference = inference_for(model, cfg.device, cfg.inference)
+    model, inference = load_for_inference(cfg.ckpt_path, cfg.device, cfg.inference)
     ood = resolve_ood(model, cfg.predict.ood)
     datamodule = datamodule_for(model, OmegaConf.to_container(cfg.data))
     _, scores = score_outputs(model, split_loader(datamodule, "val"), ood, "score val",
