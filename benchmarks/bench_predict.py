@@ -10,6 +10,10 @@ single-image forwards ~10x slower) and with torch's default threads for both (wh
 script would get). The forward of this CNN is compute-bound on CPU, so batching gains
 little by itself (see RESULTS.md); the rest comes from decoding in parallel worker processes.
 
+The ImageNet-sized models (ResNet50, EfficientNet-B0 at 224 px, inference.precision=auto vs
+a naive fp32 loop, and model-only throughput) are benchmarks/predict_timm.py's part.
+
+    python -m benchmarks predict [--quick]   (writes RESULTS.md's section)
     python -m benchmarks.bench_predict [--quick]
 """
 
@@ -24,9 +28,9 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 from PIL import Image
 
+from benchmarks import predict_timm
 from benchmarks.common import camera_jpegs, median_time, real_photos_or_digits
 from imgexp.data.splits import is_candidate_image
 from imgexp.models import build_model, load_model
@@ -64,12 +68,19 @@ def per_image_loop(ckpt: Path, paths: list[Path], output: Path) -> None:
         shutil.copy2(path, output / label / path.name)
 
 
-def project(ckpt: Path, photos: Path, output: Path, workers: int) -> None:
-    cfg = OmegaConf.create({
-        "ckpt_path": str(ckpt), "input": str(photos), "output": str(output), "device": "cpu",
-        "predict": {"mode": "copy", "unknown_threshold": 0.6, "ood": "softmax", "top_k": 3,
-                    "batch_size": None, "num_workers": workers}})
-    predict_folder(cfg)
+def project(ckpt: Path, photos: Path, output: Path, workers: int, precision: str = "fp32",
+            channels_last: bool = False) -> dict:
+    """imgexp-predict, its config composed as the command does; by default fp32 in NCHW for
+    the small CNN (as this part measured before inference.precision existed); predict_timm
+    passes auto and channels-last."""
+    GlobalHydra.instance().clear()
+    overrides = [f"ckpt_path={ckpt}", f"input={photos}", f"output={output}", "device=cpu",
+                 f"inference.precision={precision}", f"inference.channels_last={channels_last}",
+                 "predict.ood=softmax", f"predict.num_workers={workers}",
+                 "predict.progress=false"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("predict", overrides=overrides)
+    return predict_folder(cfg)
 
 
 def run(quick: bool = False) -> dict:
@@ -103,6 +114,9 @@ def run(quick: bool = False) -> dict:
                         f"per-image loop images/s {tag}": round(len(paths) / t_loop, 1),
                         f"speedup {tag} (goal >= 3)": round(t_loop / t_project, 2)}
         figures |= _big_photos(tmp, paths, workers, repeats)
+        torch.set_num_threads(default_threads)
+        figures |= predict_timm.run(tmp, source, paths, quick, project, per_image_loop,
+                                    workers)
     torch.set_num_threads(default_threads)
     return figures
 
