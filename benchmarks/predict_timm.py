@@ -60,7 +60,7 @@ def run(tmp: Path, source: Path, paths: list[Path], quick: bool, project, per_im
         workers: int) -> dict:
     """`project(ckpt, folder, output, workers, precision, channels_last)` and
     `per_image_loop(ckpt, paths, output)` are bench_predict's two contenders."""
-    n_model, n_naive = (32, 16) if quick else (256, 200)
+    n_model, n_naive = (32, 10) if quick else (256, 200)
     images = torch.stack([ImageFiles(paths[:n_model], SIZE)[i]["image"]
                           for i in range(min(n_model, len(paths)))])
     native = device.bf16_native(torch.device("cpu"))

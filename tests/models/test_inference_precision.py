@@ -120,3 +120,21 @@ def test_a_wrong_precision_is_one_line_naming_the_key():
 
     with pytest.raises(ImgexpError, match="inference.precision='fp16' is not an option"):
         resolve_precision("fp16", CPU)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_explain_collects_activations_in_the_configured_precision(tmp_path, digits_ckpt,
+                                                                  precision):
+    from imgexp.explain.activations import collect, default_layers
+
+    cfg = compose_config("explain", [f"ckpt_path={digits_ckpt}",
+                                     f"inference.precision={precision}"], tmp_path)
+    model = load_model(digits_ckpt)
+    inference = inference_for(model, "cpu", cfg.inference)
+    seen = []
+    _first_conv(model).register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    acts, probs = collect(model, [images], default_layers(model), inference)
+    assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
+    assert probs.dtype == np.float32 and probs.shape == (4, 10)
+    assert all(a.dtype == np.float32 and len(a) == 4 for a in acts.values())
