@@ -10,6 +10,10 @@ single-image forwards ~10x slower) and with torch's default threads for both (wh
 script would get). The forward of this CNN is compute-bound on CPU, so batching gains
 little by itself (see RESULTS.md); the rest comes from decoding in parallel worker processes.
 
+The ImageNet-sized models (ResNet50, EfficientNet-B0 at 224 px, inference.precision=auto vs
+a naive fp32 loop, and model-only throughput) are benchmarks/predict_timm.py's part.
+
+    python -m benchmarks predict [--quick]   (writes RESULTS.md's section)
     python -m benchmarks.bench_predict [--quick]
 """
 
@@ -24,9 +28,9 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 from PIL import Image
 
+from benchmarks import predict_timm
 from benchmarks.common import camera_jpegs, median_time, real_photos_or_digits
 from imgexp.data.splits import is_candidate_image
 from imgexp.models import build_model, load_model
@@ -64,34 +68,51 @@ def per_image_loop(ckpt: Path, paths: list[Path], output: Path) -> None:
         shutil.copy2(path, output / label / path.name)
 
 
-def project(ckpt: Path, photos: Path, output: Path, workers: int) -> None:
-    cfg = OmegaConf.create({
-        "ckpt_path": str(ckpt), "input": str(photos), "output": str(output), "device": "cpu",
-        "predict": {"mode": "copy", "unknown_threshold": 0.6, "ood": "softmax", "top_k": 3,
-                    "batch_size": None, "num_workers": workers}})
-    predict_folder(cfg)
+def project(ckpt: Path, photos: Path, output: Path, workers: int, precision: str = "fp32",
+            channels_last: bool = False) -> dict:
+    """imgexp-predict, its config composed as the command does; by default fp32 in NCHW for
+    the small CNN (as this part measured before inference.precision existed); predict_timm
+    passes auto and channels-last."""
+    GlobalHydra.instance().clear()
+    overrides = [f"ckpt_path={ckpt}", f"input={photos}", f"output={output}", "device=cpu",
+                 f"inference.precision={precision}", f"inference.channels_last={channels_last}",
+                 "predict.ood=softmax", f"predict.num_workers={workers}",
+                 "predict.progress=false"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("predict", overrides=overrides)
+    return predict_folder(cfg)
+
+
+def subset(photos: Path, folder: Path, per_class: int) -> Path:
+    for d in sorted(p for p in photos.iterdir() if p.is_dir()):
+        (folder / d.name).mkdir(parents=True)
+        for f in sorted(p for p in d.iterdir() if is_candidate_image(p))[:per_class]:
+            shutil.copy2(f, folder / d.name / f.name)
+    return folder
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The images only: a LICENSE/README next to the class folders is rejected by predict."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_candidate_image(p))
 
 
 def run(quick: bool = False) -> dict:
     photos, source_name = real_photos_or_digits()
-    repeats = 3
+    repeats = 1 if quick else 3
     workers = min(2, os.cpu_count() or 1)
     default_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = photos
         if quick:  # 20 images per class
-            source = tmp / "photos"
-            for d in sorted(p for p in photos.iterdir() if p.is_dir()):
-                (source / d.name).mkdir(parents=True)
-                for f in sorted(p for p in d.iterdir() if is_candidate_image(p))[:20]:
-                    shutil.copy2(f, source / d.name / f.name)
-        # the images only: a LICENSE/README next to the class folders is rejected by predict
-        paths = sorted(p for p in source.rglob("*") if p.is_file() and is_candidate_image(p))
+            source = subset(photos, tmp / "photos", 20)
+        paths = images_in(source)
         figures = {"data": f"{source_name}: {len(paths)} images", "repeats": repeats,
                    "num_workers": workers, "batch_size": "auto (16 on CPU)"}
         runs = itertools.count()
-        for threads, size in itertools.product((1, default_threads), IMAGE_SIZES):
+        # quick: torch's default threads only
+        threads_tried = (default_threads,) if quick else (1, default_threads)
+        for threads, size in itertools.product(threads_tried, IMAGE_SIZES):
             torch.set_num_threads(threads)
             ckpt = make_checkpoint(tmp, size)
             t_project = median_time(
@@ -102,7 +123,12 @@ def run(quick: bool = False) -> dict:
             figures |= {f"project images/s {tag}": round(len(paths) / t_project, 1),
                         f"per-image loop images/s {tag}": round(len(paths) / t_loop, 1),
                         f"speedup {tag} (goal >= 3)": round(t_loop / t_project, 2)}
-        figures |= _big_photos(tmp, paths, workers, repeats)
+        figures |= _big_photos(tmp, paths[:10 if quick else BIG_PHOTOS], workers, repeats)
+        torch.set_num_threads(default_threads)
+        if quick:  # 5 photos per class: ResNet50 at 224 px runs ~10 images/s on 2 cores
+            source = subset(photos, tmp / "photos_timm", 5)
+        figures |= predict_timm.run(tmp, source, images_in(source), quick, project,
+                                    per_image_loop, workers)
     torch.set_num_threads(default_threads)
     return figures
 
@@ -111,7 +137,7 @@ def _big_photos(tmp: Path, paths: list[Path], workers: int, repeats: int) -> dic
     """The same comparison on 12-megapixel JPEGs (the photos upscaled): where decoding, not
     the network, is the cost, and imgexp's JPEG draft mode decodes at a fraction of the size."""
     big = tmp / "big"
-    big_paths = camera_jpegs(paths[:BIG_PHOTOS], big / "x")
+    big_paths = camera_jpegs(paths, big / "x")
     ckpt = make_checkpoint(tmp, 64)
     runs = itertools.count()
     t_project = median_time(lambda: project(ckpt, big, tmp / f"bp{next(runs)}", workers), repeats)

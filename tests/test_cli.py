@@ -12,7 +12,7 @@ import pytest
 from helpers.config import compose_config
 from imgexp.progress import progress
 
-STAGES = ["train", "select", "prepare", "eval", "predict", "explain", "compare", "app"]
+STAGES = ["train", "select", "prepare", "eval", "predict", "explain", "compare", "app", "export"]
 HEAVY = ("torch", "lightning", "timm", "pandas", "matplotlib", "sklearn")
 
 
@@ -31,6 +31,7 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 3
     ("explain", [], "ckpt_path"),
     ("compare", [], "dirs"),
     ("app", [], "ckpt_path"),
+    ("export", [], "ckpt_path"),
 ])
 def test_an_unset_mandatory_key_is_one_line_naming_it(module, args, key, tmp_path):
     proc = run_stage(module, *args, f"hydra.run.dir={tmp_path}")

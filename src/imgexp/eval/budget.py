@@ -46,15 +46,16 @@ def plot_risk_coverage(curve: pd.DataFrame, point: dict, max_error: float, path:
     return path
 
 
-def budget_report(model, datamodule, split: str, cfg: DictConfig, out_dir: Path) -> dict:
+def budget_report(model, datamodule, split: str, cfg: DictConfig, out_dir: Path,
+                  inference=None) -> dict:
     """budget.json, risk_coverage.csv/.png; returns metrics.json's `<split>/budget_*` keys."""
     if split == "val":
         raise ImgexpError("eval.max_error calibrates on the val split: evaluate another split "
                           "(split=test) so the promise is checked on images it did not see")
     calibrated = calibrate_checkpoint(model, cfg.eval, OmegaConf.to_container(cfg.data), "eval",
-                                      cfg.eval.progress)
+                                      cfg.eval.progress, inference)
     outputs, scores = score_all(model, split_loader(datamodule, split), [calibrated.score],
-                                f"budget {split}", cfg.eval.progress)
+                                f"budget {split}", cfg.eval.progress, inference)
     score, correct = scores[calibrated.score], correct_of(outputs)
     fields = calibrated.fields() | realised(score >= calibrated.result.threshold, correct)
     write_json_atomic(out_dir / "budget.json", fields)

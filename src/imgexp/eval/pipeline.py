@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgexp.atomic import write_frame_atomic, write_json_atomic, write_text_atomic
 from imgexp.data import ImageDataModule
-from imgexp.device import resolve_device
 from imgexp.errors import ImgexpError
 from imgexp.eval.budget import budget_report
 from imgexp.eval.report_html import ErrorRow, write_error_report
@@ -23,7 +22,7 @@ from imgexp.metrics.retrieval import knn_search, retrieval_metrics
 from imgexp.models.data_config import datamodule_for, split_loader
 from imgexp.models.error_budget import budget_requested
 from imgexp.models.factory import model_from_checkpoint, read_checkpoint
-from imgexp.models.inference import Outputs, is_classifier, run_model
+from imgexp.models.inference import Outputs, inference_for, is_classifier, run_model
 from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.run_logging import log_to_run_loggers
 
@@ -108,13 +107,14 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = read_checkpoint(cfg.ckpt_path)  # read once: the model and its run's loggers
-    model = model_from_checkpoint(ckpt).to(resolve_device(cfg.device))
+    model = model_from_checkpoint(ckpt)
+    inference = inference_for(model, cfg.device, cfg.inference)
     datamodule = datamodule_for(model, OmegaConf.to_container(cfg.data))
     split, names = cfg.split, model.class_names
     with_retrieval = cfg.eval.retrieval is True or (cfg.eval.retrieval == "auto"
                                                     and not is_classifier(model))
     queries = run_model(model, split_loader(datamodule, split), embeddings=with_retrieval,
-                        desc=f"eval {split}", progress=cfg.eval.progress)
+                        desc=f"eval {split}", progress=cfg.eval.progress, inference=inference)
     if len(queries.index) == 0:
         raise ImgexpError(f"no readable image in the {split} split of {datamodule.root}")
 
@@ -125,13 +125,14 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     gallery = None
     if with_retrieval:
         gallery = run_model(model, split_loader(datamodule, "train"), embeddings=True,
-                            desc="embed train (gallery)", progress=cfg.eval.progress)
+                            desc="embed train (gallery)", progress=cfg.eval.progress,
+                            inference=inference)
         scores |= retrieval_scores(model, split, queries, gallery, cfg.eval.knn)
     # NaN (e.g. no query class in the gallery) becomes null: metrics.json stays valid JSON
     metrics = {f"{split}/{k}": to_number(v) for k, v in scores.items()}
     figures = [("confusion matrix", "../confusion_matrix.png")]
     if budget_requested(cfg.eval, "eval"):
-        budget = budget_report(model, datamodule, split, cfg, out_dir)
+        budget = budget_report(model, datamodule, split, cfg, out_dir, inference)
         metrics |= {k: to_number(v) for k, v in budget.items() if v is not None}
         figures.append(("risk-coverage curve (eval.max_error)", "../risk_coverage.png"))
     metrics[f"{split}/n_images"] = len(queries.index)
@@ -157,5 +158,5 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     write_run_info(out_dir, model.config.get("seed"), datamodule.manifest_hash(),
                    time.perf_counter() - start,
                    extra={"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "split": split,
-                          "skipped": queries.skipped})
+                          "skipped": queries.skipped, "inference": inference.fields()})
     return metrics

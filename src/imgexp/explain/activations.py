@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgexp.device import Inference
 from imgexp.errors import ImgexpError
 from imgexp.models.backbones import SimpleCNN, TimmBackbone
 
@@ -113,18 +114,20 @@ def _pooled(output) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def collect(model: nn.Module, batches: Iterable[torch.Tensor], layers: list[str]
-            ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Pooled activations per layer and class probabilities, in one pass over the batches."""
+def collect(model: nn.Module, batches: Iterable[torch.Tensor], layers: list[str],
+            inference: Inference | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Pooled activations per layer and class probabilities, in one pass over the batches
+    (fp32 on the model's device unless `inference` says otherwise)."""
     captured: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     hooks = [model.get_submodule(name).register_forward_hook(
         lambda _m, _i, out, name=name: captured[name].append(_pooled(out).cpu().numpy()))
         for name in layers]
     probs = []
-    device = next(model.parameters()).device
+    inference = inference or Inference(next(model.parameters()).device)
     try:
         for batch in batches:
-            probs.append(model.predict_proba(batch.to(device)).float().cpu().numpy())
+            with inference.autocast():
+                probs.append(model.predict_proba(inference.inputs(batch)).float().cpu().numpy())
     finally:
         for hook in hooks:
             hook.remove()

@@ -15,6 +15,7 @@ from imgexp.explain.activations import check_layers, collect, default_layers, gr
 from imgexp.explain.inputs import ImageSet, load_folder, load_split
 from imgexp.models import load_model
 from imgexp.models.data_config import checkpoint_datamodule, input_size
+from imgexp.models.inference import inference_for
 from imgexp.progress import progress
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ def doubt_on_unseen(table: pd.DataFrame, unseen_table: pd.DataFrame, split: str,
 def run(cfg: DictConfig) -> dict:
     ex, seed = cfg.explain, int(cfg.seed)
     model = load_model(cfg.ckpt_path)
+    # activations and probabilities only: attributions take gradients in fp32 whatever it says
+    inference = inference_for(model, "cpu", cfg.inference)
     layers = check_layers(model, ex.layers or default_layers(model))
     out = Path(cfg.paths.output_dir)
     for sub in ("activations", "clustering", "maps", "paths"):
@@ -128,7 +131,7 @@ def run(cfg: DictConfig) -> dict:
         raise ImgexpError(f"only {len(images)} readable image(s) in split={cfg.split}: "
                           "k-means and PCA need at least 3")
     log.info("explaining %d %s images at layers %s", len(images), cfg.split, layers)
-    acts, probs = collect(model, _shown(images, ex, "activations"), layers)
+    acts, probs = collect(model, _shown(images, ex, "activations"), layers, inference)
     table = predictions(images, probs, model.class_names, data_classes)
     table.to_csv(out / "activations" / "images.csv", index_label="row")
 
@@ -136,7 +139,7 @@ def run(cfg: DictConfig) -> dict:
     if ex.ood_dir:
         unseen = load_folder(ex.ood_dir, input_size(model), ex.max_images, seed)
         unseen_acts, unseen_probs = collect(model, _shown(unseen, ex, "activations (ood_dir)"),
-                                            layers)
+                                            layers, inference)
         unseen_table = predictions(unseen, unseen_probs, model.class_names, data_classes)
 
     k_setting = OmegaConf.to_container(ex.k) if isinstance(ex.k, DictConfig) else ex.k
@@ -166,7 +169,8 @@ def run(cfg: DictConfig) -> dict:
                "split": cfg.split, "images": len(images),
                "accuracy": round(float(table["correct"].mean()), 4),
                "layers": layers, "purity": scores, "attribution": examples,
-               "ood": ood_info["stats"] if ood_info else None}
+               "ood": ood_info["stats"] if ood_info else None,
+               "inference": inference.fields()}
     write_json_atomic(out / "summary.json", summary)
     facts = {k: summary[k] for k in ("checkpoint", "backbone", "head", "split", "images",
                                      "accuracy")}

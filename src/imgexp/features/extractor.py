@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from imgexp.data.dataset import ImageFiles, collate_skipping
-from imgexp.device import resolve_device, resolve_precision
+from imgexp.device import resolve_inference
 from imgexp.errors import ImgexpError
 from imgexp.features.cache import FolderCache, hash_files
 from imgexp.models.module import IMAGENET_MEAN, IMAGENET_STD
@@ -65,13 +65,12 @@ class FeatureExtractor:
 
     def __init__(self, network: nn.Module, image_size: int, identity: str,
                  device: str = "auto", precision: str = "auto", channels_last: bool = True):
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
         self.image_size = int(image_size)
+        self.inference = resolve_inference(network, self.image_size, device, precision,
+                                           channels_last, key="select.precision")
+        self.device, self.precision = self.inference.device, self.inference.precision
         self.identity = f"{identity}|size={self.image_size}|precision={self.precision}"
-        self.channels_last = channels_last
-        network = network.eval().to(self.device)
-        self.network = network.to(memory_format=torch.channels_last) if channels_last else network
+        self.network = network
 
     @classmethod
     def from_backbone(cls, backbone_cfg: DictConfig | dict, image_size: int = 224,
@@ -110,12 +109,8 @@ class FeatureExtractor:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW (any device) -> float32 (N, D) on the CPU."""
-        images = images.to(self.device, non_blocking=True)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                                    enabled=self.precision == "bf16"):
-            out = self.network(images)
+        with torch.inference_mode(), self.inference.autocast():
+            out = self.network(self.inference.inputs(images))
         return out.float().flatten(1).cpu()
 
 

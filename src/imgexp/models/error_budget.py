@@ -64,11 +64,11 @@ def budget_scores(model, ood: str, score: str | None, key: str) -> list[str]:
     return offered
 
 
-def score_all(model, loader: DataLoader, names: list[str], desc: str, progress: bool
-              ) -> tuple[Outputs, dict[str, np.ndarray]]:
+def score_all(model, loader: DataLoader, names: list[str], desc: str, progress: bool,
+              inference=None) -> tuple[Outputs, dict[str, np.ndarray]]:
     """One pass over `loader`, every score in `names`."""
     outputs = run_model(model, loader, logits="energy" in names, embeddings="nearest" in names,
-                        desc=desc, progress=progress)
+                        desc=desc, progress=progress, inference=inference)
     gallery = model.gallery_embeddings.cpu() if "nearest" in names else None
     return outputs, {n: known_class_score(outputs, n, gallery) for n in names}
 
@@ -147,10 +147,11 @@ def budget_requested(section, key: str) -> bool:
     return section.max_error is not None
 
 
-def calibrate_checkpoint(model, cfg_section, data: dict, key: str, progress: bool) -> Calibrated:
+def calibrate_checkpoint(model, cfg_section, data: dict, key: str, progress: bool,
+                         inference=None) -> Calibrated:
     """predict/eval's entry: check the options, score the calibration images, calibrate."""
     check_budget(cfg_section.max_error, cfg_section.confidence, key)
     names = budget_scores(model, cfg_section.ood, cfg_section.score, key)
     loader, source = calibration_loader(model, cfg_section.get("calibration"), data, key)
-    outputs, scores = score_all(model, loader, names, "score calibration", progress)
+    outputs, scores = score_all(model, loader, names, "score calibration", progress, inference)
     return calibrate(outputs, scores, cfg_section.max_error, cfg_section.confidence, source)

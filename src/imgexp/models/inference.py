@@ -2,11 +2,14 @@
 helper share, so they cannot disagree on how an image becomes a prediction."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from imgexp.device import Inference, resolve_inference
+from imgexp.models.data_config import input_size
 from imgexp.progress import progress as progress_bar
 
 
@@ -26,11 +29,33 @@ def is_classifier(model) -> bool:
     return getattr(model.head, "kind", "") == "classifier"
 
 
+def load_for_inference(path: str | Path, device: str, settings) -> tuple[object, Inference]:
+    """A checkpoint as a model on the resolved device and precision, or a file imgexp-export
+    wrote (.onnx) run by onnxruntime on the CPU in fp32, the precision it was checked in."""
+    if Path(path).suffix.lower() == ".onnx":
+        from imgexp.models.onnx_model import OnnxClassifier
+
+        return OnnxClassifier(path), Inference(torch.device("cpu"))
+    from imgexp.models.factory import load_model
+
+    model = load_model(path)
+    return model, inference_for(model, device, settings)
+
+
+def inference_for(model, device: str, settings) -> Inference:
+    """The stage's `device` and `inference` config ({precision, channels_last}) resolved for
+    this checkpoint's model (moved to the device, in place)."""
+    return resolve_inference(model, input_size(model), device, settings["precision"],
+                             settings["channels_last"])
+
+
 @torch.inference_mode()
 def run_model(model, loader: DataLoader, *, logits: bool = False, embeddings: bool = False,
-              desc: str = "predict", progress: bool = True) -> Outputs:
-    """Feed every batch of `loader` ({"image", "index", ["label"], "skipped"}) through `model`."""
-    device = next(model.parameters()).device
+              desc: str = "predict", progress: bool = True,
+              inference: Inference | None = None) -> Outputs:
+    """Feed every batch of `loader` ({"image", "index", ["label"], "skipped"}) through `model`
+    (in fp32 on its own device unless `inference` says otherwise)."""
+    inference = inference or Inference(next(model.parameters()).device)
     parts: dict[str, list] = {"index": [], "proba": [], "labels": [], "logits": [],
                               "embeddings": []}
     skipped: list[str] = []
@@ -38,15 +63,16 @@ def run_model(model, loader: DataLoader, *, logits: bool = False, embeddings: bo
         skipped += batch.get("skipped", [])
         if batch["index"].numel() == 0:
             continue
-        images = batch["image"].to(device, non_blocking=True)
+        images = inference.inputs(batch["image"])
         parts["index"].append(batch["index"].numpy())
-        parts["proba"].append(model.predict_proba(images).float().cpu().numpy())
         if "label" in batch:
             parts["labels"].append(batch["label"].numpy())
-        if logits:
-            parts["logits"].append(model(images).float().cpu().numpy())
-        if embeddings:
-            parts["embeddings"].append(model.embed(images).float().cpu().numpy())
+        with inference.autocast():
+            parts["proba"].append(model.predict_proba(images).float().cpu().numpy())
+            if logits:
+                parts["logits"].append(model(images).float().cpu().numpy())
+            if embeddings:
+                parts["embeddings"].append(model.embed(images).float().cpu().numpy())
     num_classes = len(model.class_names)
 
     def stack(key: str, width: int | None = None):

@@ -3,6 +3,7 @@ predictions.csv, sort the images into output/<class>/ (or _unknown/ when the mod
 and list the files that could not be read in rejected.csv."""
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +15,7 @@ from torch.utils.data import DataLoader
 from imgexp.atomic import write_json_atomic, write_text_atomic
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.data.splits import image_files
-from imgexp.device import resolve_device
 from imgexp.errors import ImgexpError
-from imgexp.models import load_model
 from imgexp.models.data_config import datamodule_for, input_size, split_loader
 from imgexp.models.error_budget import (
     budget_requested,
@@ -24,7 +23,8 @@ from imgexp.models.error_budget import (
     input_labels,
     realised,
 )
-from imgexp.models.inference import Outputs, run_model
+from imgexp.models.inference import Outputs, load_for_inference, run_model
+from imgexp.models.onnx_model import OnnxClassifier
 from imgexp.models.scores import (
     known_class_score,
     resolve_ood,
@@ -55,21 +55,20 @@ def list_inputs(input_path: str | Path, exclude: Path | None = None) -> list[Pat
     return files
 
 
-def score_outputs(model, loader: DataLoader, ood: str, desc: str, progress: bool = True
-                  ) -> tuple[Outputs, np.ndarray]:
+def score_outputs(model, loader: DataLoader, ood: str, desc: str, progress: bool = True,
+                  inference=None) -> tuple[Outputs, np.ndarray]:
     """Predictions and known-class scores (`ood` already resolved) of every image."""
     outputs = run_model(model, loader, logits=ood == "energy", embeddings=ood == "nearest",
-                        desc=desc, progress=progress)
+                        desc=desc, progress=progress, inference=inference)
     gallery = model.gallery_embeddings.cpu() if ood == "nearest" else None
     return outputs, known_class_score(outputs, ood, gallery)
 
 
-def file_loader(model, paths: list[Path], batch_size: int | None, num_workers: int
-                ) -> DataLoader:
+def file_loader(model, paths: list[Path], batch_size: int | None, num_workers: int,
+                on_gpu: bool = False) -> DataLoader:
     """batch_size None: 16 on CPU, where larger batches of activations fall out of the cache
     and get slower per image (measured in benchmarks/bench_predict.py), 128 on a GPU.
     Decoding workers only pay off beyond a few batches: their start-up costs about a second."""
-    on_gpu = next(model.parameters()).is_cuda
     batch_size = batch_size or (128 if on_gpu else 16)
     if len(paths) <= 4 * batch_size:
         num_workers = 0
@@ -125,7 +124,7 @@ def predict_folder(cfg: DictConfig) -> dict:
     if (output / "predictions.csv").exists():
         raise ImgexpError(f"{output} already holds predictions.csv from an earlier run: "
                           "choose a new output= folder")
-    model = load_model(cfg.ckpt_path).to(resolve_device(cfg.device))
+    model, inference = load_for_inference(cfg.ckpt_path, cfg.device, cfg.inference)
     names = model.class_names
     if UNKNOWN in names:
         raise ImgexpError(f"the checkpoint has a class named {UNKNOWN}, the folder for "
@@ -134,15 +133,17 @@ def predict_folder(cfg: DictConfig) -> dict:
     budget = None
     if budget_requested(cfg.predict, "predict"):  # the budget sets the score and the threshold
         budget = calibrate_checkpoint(model, cfg.predict, OmegaConf.to_container(cfg.data),
-                                      "predict", cfg.predict.progress)
+                                      "predict", cfg.predict.progress, inference)
         # not met: an infinite threshold sends every image to _unknown/
         settings.ood, settings.unknown_threshold = budget.score, budget.result.threshold
+    start = time.perf_counter()  # images/s: from listing the input to the sorted folders
     paths = list_inputs(cfg.input, exclude=output)
     if not paths:
         raise ImgexpError(f"input={cfg.input} holds no files")
-    loader = file_loader(model, paths, cfg.predict.batch_size, cfg.predict.num_workers)
+    loader = file_loader(model, paths, cfg.predict.batch_size, cfg.predict.num_workers,
+                         inference.device.type == "cuda")
     outputs, score = score_outputs(model, loader, settings.ood, "predict",
-                                   cfg.predict.progress)
+                                   cfg.predict.progress, inference)
     table = predictions_table(paths, outputs, score, names, settings)
     rejected = rejected_table(paths, outputs)
     destinations = []
@@ -154,9 +155,12 @@ def predict_folder(cfg: DictConfig) -> dict:
     write_text_atomic(output / "predictions.csv", table.to_csv(index=False))
     write_text_atomic(output / "rejected.csv", rejected.to_csv(index=False))
     counts = table.loc[~table["unknown"], "predicted"].value_counts().to_dict()
+    seconds = time.perf_counter() - start
     summary = {"output": str(output), "n_inputs": len(paths), "n_predicted": len(table),
                "n_unknown": int(table["unknown"].sum()), "n_rejected": len(rejected),
-               "per_class": counts}
+               "per_class": counts, "seconds": round(seconds, 3),
+               "images_per_s": round(len(paths) / seconds, 2), **inference.fields(),
+               "runtime": "onnxruntime" if isinstance(model, OnnxClassifier) else "torch"}
     if budget is not None:
         summary["error_budget"] = budget.fields()
         labels = input_labels(table["path"].tolist(), cfg.input, names)
@@ -170,11 +174,11 @@ def predict_folder(cfg: DictConfig) -> dict:
 def validation_threshold(cfg: DictConfig) -> dict:
     """The unknown_threshold rejecting at most `cfg.threshold_for_frr` of the validation
     images; also the score used, how many were scored and the fraction actually rejected."""
-    model = load_model(cfg.ckpt_path).to(resolve_device(cfg.device))
+    model, inference = load_for_inference(cfg.ckpt_path, cfg.device, cfg.inference)
     ood = resolve_ood(model, cfg.predict.ood)
     datamodule = datamodule_for(model, OmegaConf.to_container(cfg.data))
     _, scores = score_outputs(model, split_loader(datamodule, "val"), ood, "score val",
-                              cfg.predict.progress)
+                              cfg.predict.progress, inference)
     threshold = threshold_for_false_reject_rate(scores, cfg.threshold_for_frr)
     return {"threshold": threshold, "ood": ood, "n_images": len(scores),
             "rejected": float((scores < threshold).mean())}

@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
     if "error_budget" in summary:
         print(describe(summary["error_budget"], "predict"))
     print(f"\n{summary['n_predicted']} of {summary['n_inputs']} files classified into "
-          f"{summary['output']}")
+          f"{summary['output']} ({summary['images_per_s']} images/s, {summary['precision']})")
     for name, count in sorted(summary["per_class"].items()):
         print(f"  {name}: {count}")
     print(f"  _unknown: {summary['n_unknown']}")

@@ -1,0 +1,5 @@
+"""`python -m imgexp.export` runs the imgexp-export command."""
+
+from imgexp.export.run import main
+
+main()
