@@ -22,9 +22,6 @@ from pathlib import Path
 
 from benchmarks.common import REAL_PHOTOS, REPO
 
-# a git worktree beside the main clone has no ../shared of its own: IMGEXP_BENCH_PHOTOS points at it
-PHOTOS = Path(os.environ.get("IMGEXP_BENCH_PHOTOS", REAL_PHOTOS))
-
 SEED, LR, BATCH, THREADS = 42, 3e-3, 64, 1  # the digits_cnn recipe (conf/experiment)
 
 
@@ -152,12 +149,12 @@ def settings(quick: bool) -> list[dict]:
     digits = ensure_digits(REPO / "data" / "digits")
     out = [{"name": "digits 32px", "root": digits, "size": 32,
             "overrides": [f"data.root={digits}"]}]
-    if PHOTOS.is_dir():
-        photos = ["data=folder", f"data.root={PHOTOS}"]
-        out.insert(0, {"name": "sign photos 32px", "root": PHOTOS, "size": 32,
+    if REAL_PHOTOS.is_dir():
+        photos = ["data=folder", f"data.root={REAL_PHOTOS}"]
+        out.insert(0, {"name": "sign photos 32px", "root": REAL_PHOTOS, "size": 32,
                        "overrides": photos})
         if not quick:
-            out.insert(1, {"name": "sign photos 64px", "root": PHOTOS, "size": 64,
+            out.insert(1, {"name": "sign photos 64px", "root": REAL_PHOTOS, "size": 64,
                            "overrides": photos})
     return out
 

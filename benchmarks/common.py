@@ -1,5 +1,6 @@
 """Helpers shared by the benchmarks: repeated timing and the real photos, when present."""
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -7,7 +8,10 @@ from pathlib import Path
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_PHOTOS = REPO.parent / "shared" / "data" / "sign_language_digits"
+# IMGEXP_BENCH_PHOTOS: where the photos are when ../shared is not beside the checkout (a git
+# worktree, another machine)
+REAL_PHOTOS = Path(os.environ.get("IMGEXP_BENCH_PHOTOS",
+                                  REPO.parent / "shared" / "data" / "sign_language_digits"))
 
 
 def median_time(fn, repeats: int) -> float:
