@@ -16,7 +16,6 @@ from lightning.pytorch import Callback
 from optuna.trial import TrialState
 
 from helpers.sweeps import TINY, _env
-
 from imgexp.training.optuna_storage import open_storage
 
 

@@ -15,7 +15,6 @@ from optuna.trial import TrialState
 from helpers.postgres import MISSING, pg_bin_dir, postgres_server
 from helpers.sweeps import run_stage
 from helpers.workers import aid, finish, start_worker, worker_args
-
 from imgexp.training.optuna_storage import open_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -25,6 +24,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 def postgres_url():
     if (bin_dir := pg_bin_dir()) is None:
         pytest.skip(MISSING)
+    pytest.importorskip("psycopg", reason="psycopg (v3) is missing: pip install -e '.[dev]'")
     with postgres_server(bin_dir) as url:
         yield url
 
