@@ -60,3 +60,22 @@ def test_journal_heartbeat_fails_a_silent_trial_and_queues_it_again(tmp_path):
     assert HEARTBEAT_ATTR in study.trials[alive.number].system_attrs
     study.tell(alive, 1.0)
     study._storage.record_heartbeat(alive._trial_id)  # a last beat after tell is harmless
+
+
+def test_a_worker_prunes_against_the_reports_of_another(tmp_path):
+    """Two workers open the journal separately (as two machines do): the second one's pruner
+    sees the first one's reports and prunes a worse trial at the same epoch."""
+    url = f"journal://{tmp_path}/s.log"
+    first = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    good = first.ask()
+    good.report(0.9, step=0)
+    first.tell(good, 0.9)
+    second = optuna.load_study(study_name="s", storage=open_storage(url),
+                               pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    bad = second.ask()
+    bad.report(0.1, step=0)
+    assert bad.should_prune()
+    fine = second.ask()
+    fine.report(0.95, step=0)
+    assert not fine.should_prune()
