@@ -79,3 +79,16 @@ def test_a_worker_prunes_against_the_reports_of_another(tmp_path):
     fine = second.ask()
     fine.report(0.95, step=0)
     assert not fine.should_prune()
+
+
+def test_compare_loads_a_study_named_by_several_workers_once(tmp_path):
+    from imgexp.compare.pipeline import load_studies
+
+    url = f"journal://{tmp_path}/s.log"
+    optuna.create_study(study_name="s", storage=open_storage(url))
+    files = []
+    for worker in ("w0", "w1"):
+        (tmp_path / worker).mkdir()
+        files.append(tmp_path / worker / "optimization_results.yaml")
+        files[-1].write_text(f"study_name: s\nstorage: {url}\n")
+    assert [s.study_name for s in load_studies(files)] == ["s"]
