@@ -5,8 +5,9 @@ the job as the `optuna_trial` override, and the pruner's config is kept in the s
 so pruning works the same in-process, in joblib workers and in submitit jobs on other hosts.
 
 The sweep process tells every outcome, so it keeps Optuna's heartbeat for the trials it runs:
-if it dies (SIGKILL, a lost node), its trials go stale and the next sweep on the study fails
-them and queues them again (RetryHeartbeatStaleTrialCallback). Ctrl-C / SIGTERM fail the
+if it dies (SIGKILL, a lost node), its trials go stale and another sweep process on the study
+(running alongside, or the next one) fails them and queues them again
+(RetryHeartbeatStaleTrialCallback). Ctrl-C / SIGTERM fail the
 running trials at once, queue them again and print the command that continues the study.
 """
 
