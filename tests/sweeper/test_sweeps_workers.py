@@ -4,6 +4,8 @@ SIGKILL mid-trial has its trial failed by the heartbeat and re-run by the other 
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import optuna
@@ -114,3 +116,20 @@ def test_a_worker_killed_mid_trial_is_retried_by_the_other(tmp_path, data_dir, s
     done = board[board.status == "COMPLETE"]  # whichever worker ran them; the killed run: FAIL
     assert set(done.path) == {t.user_attrs["job_dir"] for t in trials if t.state in FINISHED}
     assert done["val/acc_best"].notna().all()
+
+
+def test_workers_opening_an_empty_database_at_once_all_get_the_storage(postgres_url):
+    """Optuna's schema creation races on PostgreSQL (duplicate key pg_type_typname_nsp_index):
+    found by the two-worker test, where one worker died at start."""
+    import psycopg
+
+    dsn = postgres_url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE fresh")
+    fresh = postgres_url.replace("/postgres?", "/fresh?")
+    code = ("import sys; from imgexp.training.optuna_storage import open_storage; "
+            "open_storage(sys.argv[1], heartbeat_interval=1)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, fresh], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-1500:] for o in outs)

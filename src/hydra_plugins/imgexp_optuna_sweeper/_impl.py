@@ -46,6 +46,7 @@ from ._workers import is_surplus
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
 MAX_RETRY = 2  # an interrupted or stale trial is queued again with its parameters this often
+WAIT_POLL_S = 2  # a worker with nothing to start looks at the others' trials this often
 
 
 @contextmanager
@@ -167,7 +168,7 @@ class OptunaSweeperImpl:
                                  "killed sweep's trials are failed after grace_period=%s s)",
                                  running, self.grace_period or 2 * self.heartbeat_interval)
                     waiting = True
-                    time.sleep(self.heartbeat_interval)
+                    time.sleep(min(self.heartbeat_interval, WAIT_POLL_S))
                     continue
                 waiting = False
                 failed += self._run_batch(study, todo, space, fixed)

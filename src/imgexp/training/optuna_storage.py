@@ -8,12 +8,19 @@ A killed sweep worker is found by Optuna's heartbeat. RDBStorage has one; Journa
 none in Optuna, so `HeartbeatJournalStorage` adds it: a running trial's heartbeat is a system
 attribute (one journal line per interval) stamped with the writer's UTC clock, so the machines
 sharing a journal need clocks closer than `grace_period` (NTP is far closer than a minute).
+
+Workers started together on an empty database all create Optuna's tables at once, and
+PostgreSQL refuses all but one (`duplicate key … pg_type_typname_nsp_index`): opening retries,
+and the retry finds the tables made.
 """
 
+import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import optuna
+import sqlalchemy.exc
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
@@ -21,6 +28,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 JOURNAL = "journal:"
+SCHEMA_ATTEMPTS = 5
 HEARTBEAT_ATTR = "imgexp:heartbeat"  # ISO time of the last heartbeat of a journal trial
 
 
@@ -67,7 +75,15 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     """The storage at `url`; with a heartbeat when `heartbeat_interval` is given (the sweeper)."""
     if (path := journal_path(url)) is not None:
         return HeartbeatJournalStorage(path, heartbeat_interval, grace_period, callback)
-    if heartbeat_interval is None:
-        return optuna.storages.get_storage(url)
-    return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                      heartbeat_stale_trial_callback=callback)
+    def rdb() -> BaseStorage:
+        if heartbeat_interval is None:
+            return optuna.storages.get_storage(url)
+        return RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                          heartbeat_stale_trial_callback=callback)
+
+    for _ in range(SCHEMA_ATTEMPTS - 1):
+        try:
+            return rdb()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(random.uniform(0.1, 1.0))  # another worker was creating the schema
+    return rdb()
