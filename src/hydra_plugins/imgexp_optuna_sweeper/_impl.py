@@ -5,8 +5,9 @@ the job as the `optuna_trial` override, and the pruner's config is kept in the s
 so pruning works the same in-process, in joblib workers and in submitit jobs on other hosts.
 
 The sweep process tells every outcome, so it keeps Optuna's heartbeat for the trials it runs:
-if it dies (SIGKILL, a lost node), its trials go stale and the next sweep on the study fails
-them and queues them again (RetryHeartbeatStaleTrialCallback). Ctrl-C / SIGTERM fail the
+if it dies (SIGKILL, a lost node), its trials go stale and another sweep process on the study
+(running alongside, or the next one) fails them and queues them again
+(RetryHeartbeatStaleTrialCallback). Ctrl-C / SIGTERM fail the
 running trials at once, queue them again and print the command that continues the study.
 """
 
@@ -31,18 +32,21 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.exceptions import ExperimentalWarning
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.storages._heartbeat import get_heartbeat_thread  # what Study.optimize uses
 from optuna.trial import TrialState
 
+from imgexp.training.optuna_storage import open_storage
 from imgexp.training.pruning import PRUNER_ATTR
 
 from ._results import OFFLINE_WANDB_GLOB, offline_wandb_runs, write_results
 from ._search_space import grid_values, parse_search_space, suggest
+from ._workers import is_surplus
 
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
 MAX_RETRY = 2  # an interrupted or stale trial is queued again with its parameters this often
+WAIT_POLL_S = 2  # a worker with nothing to start looks at the others' trials this often
 
 
 @contextmanager
@@ -60,6 +64,11 @@ class Outcome:
     state: TrialState
     values: list[float] | None = None
     error: str | None = None
+
+
+# a trial asked when other workers had already taken the study's last slot: told FAIL, never run
+SURPLUS = Outcome(TrialState.FAIL, error="not run: the study's n_trials were finished or running "
+                                       "in other sweep processes when this one asked")
 
 
 def _quote(text: str) -> str:
@@ -105,11 +114,9 @@ class OptunaSweeperImpl:
             self.n_trials = min(self.n_trials, grid_size)
         with _optuna_quiet():
             self.retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-            rdb = RDBStorage(storage, heartbeat_interval=self.heartbeat_interval,
-                             grace_period=self.grace_period,
-                             heartbeat_stale_trial_callback=self.retry)
+            opened = open_storage(storage, self.heartbeat_interval, self.grace_period, self.retry)
         study = optuna.create_study(
-            study_name=name, storage=rdb, load_if_exists=True,
+            study_name=name, storage=opened, load_if_exists=True,
             directions=[str(d) for d in self.directions],
             sampler=instantiate(self.sampler_cfg, **extra), pruner=instantiate(self.pruner_cfg))
         done = len(study.get_trials(deepcopy=False))
@@ -161,7 +168,7 @@ class OptunaSweeperImpl:
                                  "killed sweep's trials are failed after grace_period=%s s)",
                                  running, self.grace_period or 2 * self.heartbeat_interval)
                     waiting = True
-                    time.sleep(self.heartbeat_interval)
+                    time.sleep(min(self.heartbeat_interval, WAIT_POLL_S))
                     continue
                 waiting = False
                 failed += self._run_batch(study, todo, space, fixed)
@@ -199,8 +206,10 @@ class OptunaSweeperImpl:
                     self.in_flight.append(study.ask())
                 trial = self.in_flight[-1]
                 heartbeats.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
-            jobs = [(t, self._job_overrides(t, space, fixed)) for t in self.in_flight]
-            outcomes = {}
+            outcomes = {t.number: SURPLUS for t in self.in_flight
+                        if is_surplus(study, t.number, self.n_trials)}
+            jobs = [(t, self._job_overrides(t, space, fixed)) for t in self.in_flight
+                    if t.number not in outcomes]
             for trial, overrides in jobs:
                 if error := self._composes(overrides):
                     outcomes[trial.number] = Outcome(TrialState.FAIL, error=error)
@@ -286,13 +295,14 @@ class OptunaSweeperImpl:
     def _tell(self, study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> bool:
         if outcome.error:
             trial.set_user_attr("error", outcome.error)
-            log.warning("Trial %d failed: %s", trial.number, outcome.error)
+            (log.info if outcome is SURPLUS else log.warning)("Trial %d failed: %s",
+                                                              trial.number, outcome.error)
         try:
             study.tell(trial, state=outcome.state, values=outcome.values)
         except RuntimeError as exc:  # GridSampler stops the study once the grid is covered
             if "Study.stop" not in str(exc):
                 raise
-        return outcome.state == TrialState.FAIL
+        return outcome.state == TrialState.FAIL and outcome is not SURPLUS
 
     def _report(self, study: optuna.Study) -> None:
         results = write_results(study, self.sweep_dir, self.storage_url)

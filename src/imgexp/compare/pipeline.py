@@ -25,6 +25,7 @@ from imgexp.compare.plots import (
 )
 from imgexp.errors import ImgexpError
 from imgexp.tracking.wandb_run import INTERNAL_KEYS, configuration_of
+from imgexp.training.optuna_storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +158,18 @@ def by_configuration(runs: list[dict], metrics: list[str], replicate_keys) -> pd
 
 def load_studies(results_files: list[Path]) -> list[optuna.Study]:
     """The Optuna studies named by optimization_results.yaml files (a storage that is gone or
-    moved is warned about and skipped: the leaderboard does not need it)."""
-    studies = []
+    moved is warned about and skipped: the leaderboard does not need it). The workers of one
+    study each wrote a file naming it: it is loaded once."""
+    studies, seen = [], set()
     for results in results_files:
         meta = OmegaConf.load(results)
+        if (meta.storage, meta.study_name) in seen:
+            continue
+        seen.add((meta.storage, meta.study_name))
         try:
-            studies.append(optuna.load_study(study_name=meta.study_name, storage=meta.storage))
-        except (ValueError, RuntimeError, KeyError) as exc:
+            studies.append(optuna.load_study(study_name=meta.study_name,
+                                             storage=open_storage(meta.storage)))
+        except (ValueError, RuntimeError, KeyError, OSError) as exc:
             log.warning("study of %s not loaded (no importances): %s", results.parent, exc)
     return studies
 

@@ -14,6 +14,8 @@ from hydra.utils import instantiate
 from lightning.pytorch import Callback, LightningModule, Trainer
 from omegaconf import DictConfig
 
+from imgexp.training.optuna_storage import open_storage
+
 log = logging.getLogger(__name__)
 PRUNER_ATTR = "imgexp_pruner"  # written by the sweeper: the pruner's config
 
@@ -32,7 +34,7 @@ class OptunaPruning(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit" or not trainer.is_global_zero or self.trial is not None:
             return
-        storage = optuna.storages.get_storage(self.storage)
+        storage = open_storage(self.storage)
         try:
             trial_id = storage.get_trial_id_from_study_id_trial_number(
                 storage.get_study_id_from_name(self.study_name), self.number)
