@@ -28,6 +28,7 @@ ALIGN_AT = SEARCH_AT + SEARCH * SEARCH
 WIDTH = ALIGN_AT + ALIGN * ALIGN
 # sharpness is measured at a common size so that a big sharp photo and a small one compare
 SHARPNESS_SIDE = 256
+ORIENTATION = 0x0112  # the EXIF tag
 
 
 def _unit(gray: np.ndarray) -> np.ndarray:
@@ -39,20 +40,23 @@ def describe(path: Path) -> np.ndarray | None:
     """The image's row, or None when it cannot be decoded (reported as unreadable)."""
     try:
         with Image.open(path) as raw:
-            fmt, mode = raw.format or "", raw.mode
-        img = open_image(path)
+            fmt, mode, (w, h) = raw.format or "", raw.mode, raw.size
+            if raw.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # shown turned a quarter
+                w, h = h, w
+        # big JPEGs are DCT-scaled while decoding: every statistic below works at <= ~512 px
+        img = open_image(path, SHARPNESS_SIDE)
     except Exception:  # noqa: BLE001 - any decoder failure means "unreadable", listed not fatal
         return None
     rgb = np.asarray(img, dtype=np.uint8)
-    h, w = rgb.shape[:2]
     channels = rgb.astype(np.int16)
     grayscale = mode in ("L", "LA", "1", "I", "I;16", "F") or (
         np.abs(channels[..., 0] - channels[..., 1]).max() <= 2
         and np.abs(channels[..., 1] - channels[..., 2]).max() <= 2)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    scale = SHARPNESS_SIDE / max(h, w)
+    scale = SHARPNESS_SIDE / max(gray.shape)
     if scale < 1:
-        small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+        small = cv2.resize(gray, (max(1, round(gray.shape[1] * scale)),
+                                  max(1, round(gray.shape[0] * scale))),
                            interpolation=cv2.INTER_AREA)
     else:
         small = gray
