@@ -12,7 +12,7 @@ import pytest
 from helpers.config import compose_config
 from imgexp.progress import progress
 
-STAGES = ["train", "select", "prepare", "eval", "predict", "explain", "compare", "app"]
+STAGES = ["train", "select", "prepare", "eval", "predict", "explain", "compare", "app", "audit"]
 HEAVY = ("torch", "lightning", "timm", "pandas", "matplotlib", "sklearn")
 
 
@@ -30,6 +30,7 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 3
     ("predict", [], "ckpt_path"),
     ("explain", [], "ckpt_path"),
     ("compare", [], "dirs"),
+    ("audit", [], "data.root"),
     ("app", [], "ckpt_path"),
 ])
 def test_an_unset_mandatory_key_is_one_line_naming_it(module, args, key, tmp_path):

@@ -37,8 +37,11 @@ def quality_issues(rows: np.ndarray, q: DictConfig) -> list[tuple[int, str, floa
     }
     out = []
     for issue, (flag, score) in checks.items():
-        if issue == "blurry":  # a uniform image is low-information, not also blurry
-            flag = flag & ~checks["low_information"][0]
+        # one name per cause: a uniform image is not also blurry, a dark one not also uniform
+        if issue == "low_information":
+            flag = flag & ~checks["dark"][0] & ~checks["overexposed"][0]
+        if issue == "blurry":
+            flag = flag & ~checks["low_information"][0] & ~checks["dark"][0]
         idx = np.flatnonzero(flag)
         out += sorted(((int(i), issue, float(np.clip(score[i], 0, 1))) for i in idx),
                       key=lambda t: -t[2])
