@@ -121,8 +121,10 @@ def test_a_second_audit_reads_pixels_from_the_cache(source, tmp_path, monkeypatc
         assert path.name == "broken.png", f"decoded {path} again"
 
     monkeypatch.setattr(pixels, "describe", decode_only_the_broken)
-    summary, _ = run(source, tmp_path)
+    summary, run_dir = run(source, tmp_path, "audit.report_thumbnails=1")
     assert summary["near_duplicates"]["pairs"] >= 4
+    page = (run_dir / "report.html").read_text()
+    assert page.count('class="pair"') == 2  # one near-duplicate and one leak: the limit holds
 
 
 def test_one_class_skips_the_label_checks_with_a_note(tmp_path):
@@ -158,3 +160,39 @@ def test_the_pixel_row_survives_a_turned_jpeg(tmp_path):
     img.save(tmp_path / "turned.jpg", exif=exif)
     row = pixels.describe(tmp_path / "turned.jpg")
     assert (pixels.stat(row[None], "width")[0], pixels.stat(row[None], "height")[0]) == (20, 60)
+
+
+def test_report_html_in_headless_chromium_shows_every_finding(audited):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    if not shutil.which("chromium") or not shutil.which("chromedriver"):
+        pytest.skip("chromium/chromedriver not installed")
+    summary, run_dir = audited
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"):
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium")
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        driver.get((run_dir / "report.html").as_uri())
+        broken = driver.execute_script(
+            "return Array.from(document.images).filter(i => !i.complete || !i.naturalWidth)"
+            ".map(i => i.alt)")
+        n_images = driver.execute_script("return document.images.length")
+        counts = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#counts tr[data-finding]'))"
+            ".map(r => [r.dataset.finding, +r.children[1].textContent,"
+            " r.querySelector('a').getAttribute('href')])")
+        pairs = driver.execute_script(
+            "return document.querySelectorAll('#near_duplicates .pair').length")
+        leak_pairs = driver.execute_script("return document.querySelectorAll('#leaks .pair')"
+                                           ".length")
+        bars = driver.execute_script("return document.querySelectorAll('#classes .bar').length")
+    finally:
+        driver.quit()
+    assert n_images > 0 and broken == []
+    for finding, count, href in counts:
+        assert (run_dir / href).is_file() and count == len(read(run_dir, finding))
+    assert pairs == summary["near_duplicates"]["pairs"] and leak_pairs == summary["leaks"]
+    assert bars == len(CLASSES)
