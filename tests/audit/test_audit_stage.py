@@ -196,3 +196,15 @@ def test_report_html_in_headless_chromium_shows_every_finding(audited):
         assert (run_dir / href).is_file() and count == len(read(run_dir, finding))
     assert pairs == summary["near_duplicates"]["pairs"] and leak_pairs == summary["leaks"]
     assert bars == len(CLASSES)
+
+
+def test_a_checkpoint_s_embeddings_feed_the_label_check(digits_root, digits_ckpt, tmp_path):
+    for label in sorted(p.name for p in digits_root.iterdir() if p.is_dir()):
+        (tmp_path / "src" / label).mkdir(parents=True)
+        for path in sorted((digits_root / label).glob("*.png"))[:6]:
+            shutil.copyfile(path, tmp_path / "src" / label / path.name)
+    summary, _ = run(tmp_path / "src", tmp_path, f"audit.ckpt_path={digits_ckpt}",
+                     "audit.device=cpu")
+    assert "features: checkpoint" in summary["label_issues"]["check"]
+    identities = {p.read_text() for p in (tmp_path / "cache").glob("*/*/identity.txt")}
+    assert any(i.startswith("ckpt=") for i in identities), identities
