@@ -80,14 +80,15 @@ def describe_all(paths: list[Path], hashes: list[str | None], cache_dir: Path | 
     """Rows for every path (NaN rows for unreadable files), from the cache where it has them."""
     rows = np.full((len(paths), WIDTH), np.nan, dtype=np.float32)
     caches: dict[Path, FolderCache] = {}
+    tables: dict[Path, dict[str, np.ndarray]] = {}
     todo = []
     for i, (path, sha) in enumerate(zip(paths, hashes, strict=True)):
         if sha is None:
             continue
         if cache_dir is not None and path.parent not in caches:
             caches[path.parent] = FolderCache(cache_dir, IDENTITY, path.parent)
-            caches[path.parent].table = caches[path.parent].load()
-        cached = caches[path.parent].table.get(sha) if cache_dir is not None else None
+            tables[path.parent] = caches[path.parent].load()
+        cached = tables[path.parent].get(sha) if cache_dir is not None else None
         if cached is not None and cached.shape == (WIDTH,):
             rows[i] = cached
         else:
