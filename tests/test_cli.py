@@ -12,7 +12,8 @@ import pytest
 from helpers.config import compose_config
 from imgexp.progress import progress
 
-STAGES = ["train", "select", "prepare", "eval", "predict", "explain", "compare", "app", "export"]
+STAGES = ["train", "select", "prepare", "eval", "predict", "explain", "compare", "app", "export",
+          "audit"]
 HEAVY = ("torch", "lightning", "timm", "pandas", "matplotlib", "sklearn")
 
 
@@ -30,6 +31,7 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 3
     ("predict", [], "ckpt_path"),
     ("explain", [], "ckpt_path"),
     ("compare", [], "dirs"),
+    ("audit", [], "data.root"),
     ("app", [], "ckpt_path"),
     ("export", [], "ckpt_path"),
 ])

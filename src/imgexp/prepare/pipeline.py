@@ -15,6 +15,7 @@ from imgexp.prepare.checks import CheckOptions, FileCheck, inspect_all
 from imgexp.prepare.duplicates import find_duplicates
 from imgexp.prepare.quarantine import find_log, quarantine, restore
 from imgexp.prepare.report import plot_distribution, print_summary, size_stats, split_counts
+from imgexp.prepare.review import DROPPED, apply_review, read_review
 from imgexp.prepare.scan import Candidate, Scan, scan_root
 from imgexp.prepare.split_export import MODES, ExportItem, export_split
 from imgexp.prepare.tables import (
@@ -45,16 +46,24 @@ def run_prepare(cfg: DictConfig) -> dict:
                            full_decode=p.full_decode, phash=p.near_dup)
     checks = inspect_all(root, [c.path for c in scan.candidates], options, p.workers,
                          p.progress)
+    relabel, review_warnings = {}, []
+    if p.review:
+        classes = set(map_labels(scan.class_names, p.class_map, "prepare.class_map").values())
+        checks, relabel, review_warnings = apply_review(checks, read_review(p.review), classes,
+                                                        Path(p.review).name)
     # first, so that it is there to explain a run that finds no usable image
     write_csv_atomic(run_dir / "rejected.csv", REJECTED_COLUMNS,
                      sorted([(c.path, c.reason) for c in checks if not c.ok] + scan.ignored))
-    result = _decide(scan, checks, p)
+    result = _decide(scan, checks, p, relabel)
+    result["warnings"] += review_warnings
     if not result["rows"]:
         raise ImgexpError(f"no usable image under {root}: the reasons are in "
                           f"{run_dir / 'rejected.csv'}")
     summary = _write_outputs(run_dir, root, scan, checks, result, p)
     if p.quarantine == "move":
-        moved = quarantine(root, [(c.path, c.reason) for c in checks if not c.ok], run_dir)
+        # an image dropped in review is only left out of the manifest, never moved
+        moved = quarantine(root, [(c.path, c.reason) for c in checks
+                                  if not c.ok and c.code != DROPPED], run_dir)
         summary["quarantined"] = sum(bool(e.get("moved")) for e in moved["files"])
     if p.export:
         dest = Path(p.export_dir) if p.export_dir else run_dir / "export"
@@ -78,12 +87,14 @@ def _validate(p: DictConfig) -> None:
         raise ImgexpError(f"prepare.workers={p.workers} must be >= 1 (or null for every core)")
 
 
-def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig) -> dict:
-    """Labels, duplicates and splits for the accepted files."""
+def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig,
+            relabel: dict[str, str] | None = None) -> dict:
+    """Labels (after the review's relabels), duplicates and splits for the accepted files."""
     where: dict[str, Candidate] = {c.path: c for c in scan.candidates}
     accepted = [c for c in checks if c.ok]
     label_of_class = map_labels(scan.class_names, p.class_map, "prepare.class_map")
-    label_of = {c.path: label_of_class[where[c.path].class_name] for c in accepted}
+    label_of = {c.path: (relabel or {}).get(c.path, label_of_class[where[c.path].class_name])
+                for c in accepted}
     split_rank = {c.path: SPLITS.index(c.split) for c in scan.candidates if c.split}
     duplicates = find_duplicates(accepted, p.keep, p.near_dup_radius if p.near_dup else None,
                                  split_rank)

@@ -1,0 +1,162 @@
+"""The audit stage: list the images (the data module's view: folder, manifest, digits, split
+folders) -> read each once (pixels, cached by content) -> near-duplicates and leaks -> quality
+-> label issues -> correlations -> the run directory's CSVs, summary, review sheet and report.
+The source is only read."""
+
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from imgexp.atomic import write_json_atomic
+from imgexp.audit import labels as label_checks
+from imgexp.audit.correlations import shortcut_table
+from imgexp.audit.neighbours import candidate_pairs, verify
+from imgexp.audit.pixels import align_pictures, describe_all, search_vectors
+from imgexp.audit.quality import quality_issues
+from imgexp.audit.report import write_report, write_tables
+from imgexp.data.splits import Sample
+from imgexp.errors import ImgexpError
+from imgexp.features.cache import hash_files
+
+log = logging.getLogger(__name__)
+
+
+def list_samples(data_cfg: DictConfig) -> tuple[Path, list[str], list[Sample]]:
+    datamodule = instantiate(data_cfg, _recursive_=False)
+    datamodule.resolve()
+    return Path(datamodule.root), list(datamodule.classes), list(datamodule.samples)
+
+
+def run_audit(cfg: DictConfig) -> dict:
+    start = time.perf_counter()
+    a = cfg.audit
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    root, classes, samples = list_samples(cfg.data)
+    if not samples:
+        raise ImgexpError(f"no image under {root}: nothing to audit")
+    paths = [root / s.path for s in samples]
+    hashes = hash_files(paths)
+    rows = describe_all(paths, hashes, Path(a.cache_dir) if a.cache_dir else None, a.threads)
+    readable = ~np.isnan(rows[:, 0])
+    unreadable = [s.path for s, ok in zip(samples, readable, strict=True) if not ok]
+    if not readable.any():
+        raise ImgexpError(f"none of the {len(samples)} images under {root} decodes: the files "
+                          "are listed in unreadable.csv of imgexp-prepare data.root=...")
+    idx = np.flatnonzero(readable)
+    kept = [samples[i] for i in idx]
+    rows, sha = rows[idx], [hashes[i] for i in idx]
+
+    pairs = near_duplicates(rows, sha, a)
+    issues = quality_issues(rows, a.quality)
+    labels = label_issues(cfg, root, classes, kept, rows)
+    shortcuts = shortcut_table(rows, kept, classes, a.correlation_margin, cfg.seed)
+    tables = write_tables(run_dir, kept, classes, pairs, issues, labels, shortcuts, unreadable)
+    summary = {
+        "root": str(root), "images": len(samples), "audited": len(kept),
+        "unreadable": len(unreadable), "classes": dict(Counter(s.label for s in kept)),
+        "splits": dict(Counter(s.split for s in kept)),
+        "near_duplicates": {"pairs": len(pairs),
+                            "exact": sum(p["kind"] == "exact" for p in pairs),
+                            "near": sum(p["kind"] == "near" for p in pairs),
+                            "groups": len({p["group"] for p in pairs}),
+                            "threshold": a.near_dup_threshold},
+        "leaks": tables["leaks"],
+        "quality": dict(Counter(issue for _, issue, _ in issues)),
+        "label_issues": labels["summary"],
+        "shortcuts": [r["property"] for r in shortcuts if r["shortcut"]],
+        "review_rows": tables["review"],
+        "wall_time_s": round(time.perf_counter() - start, 2),
+    }
+    write_json_atomic(run_dir / "summary.json", summary)
+    write_report(run_dir, root, kept, summary, a.report_thumbnails)
+    _print(summary, run_dir)
+    return summary
+
+
+def near_duplicates(rows: np.ndarray, sha: list[str], a: DictConfig) -> list[dict]:
+    """Exact copies (same sha256) and confirmed near copies, with a group per chain."""
+    by_sha: dict[str, list[int]] = {}
+    for i, h in enumerate(sha):
+        by_sha.setdefault(h, []).append(i)
+    exact = [(m[0], j) for m in by_sha.values() for j in m[1:]]
+    candidates = candidate_pairs(search_vectors(rows), a.near_dup_candidates,
+                                 a.near_dup_min_cosine)
+    candidates = np.array([(i, j) for i, j in candidates.tolist() if sha[i] != sha[j]],
+                          dtype=np.int64).reshape(-1, 2)
+    distances = verify(candidates, align_pictures(rows))
+    near = [(int(i), int(j), float(d)) for (i, j), d in zip(candidates, distances, strict=True)
+            if d <= a.near_dup_threshold]
+    found = [(i, j, 0.0, "exact") for i, j in exact] + [(i, j, d, "near") for i, j, d in near]
+    if not found:
+        return []
+    edges = np.array([(i, j) for i, j, *_ in found])
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
+                       shape=(len(rows), len(rows)))
+    _, component = connected_components(graph, directed=False)
+    # groups numbered in order of first appearance, so the numbers are stable across runs
+    number: dict[int, int] = {}
+    out = []
+    for i, j, d, kind in sorted(found, key=lambda t: (min(t[0], t[1]), t[0], t[1])):
+        group = number.setdefault(int(component[i]), len(number) + 1)
+        out.append({"i": i, "j": j, "distance": round(d, 5), "kind": kind, "group": group})
+    return out
+
+
+def label_issues(cfg: DictConfig, root: Path, classes: list[str], samples: list[Sample],
+                 rows: np.ndarray) -> dict:
+    a = cfg.audit
+    counts = Counter(s.label for s in samples)
+    if len(counts) < 2:
+        note = f"skipped: {len(counts)} class(es) — label checks need at least two"
+        log.warning("label checks %s", note)
+        return {"issues": [], "summary": {"check": None, "note": note}}
+    if a.ckpt_path:
+        features, source = _checkpoint_features(a, root, classes, samples), "checkpoint"
+    else:
+        features, source = search_vectors(rows), "pixels (16x16 grey)"
+    index = {c: k for k, c in enumerate(classes)}
+    y = np.array([index[s.label] for s in samples])
+    probs = label_checks.out_of_sample_probabilities(features, y, len(classes), a.label_folds,
+                                                     a.label_neighbours, cfg.seed)
+    issues = label_checks.confident_learning(probs, y)
+    check = (f"confident learning on out-of-fold {a.label_neighbours}-NN probabilities "
+             f"({a.label_folds} folds, features: {source})")
+    return {"issues": issues, "probs": probs,
+            "summary": {"check": check, "flagged": len(issues),
+                        "model_disagrees": int(len(label_checks.disagreements(probs, y)))}}
+
+
+def _checkpoint_features(a: DictConfig, root: Path, classes: list[str],
+                         samples: list[Sample]) -> np.ndarray:
+    from imgexp.features.extractor import FeatureExtractor, extract_features
+    from imgexp.models.factory import read_checkpoint
+
+    trained = read_checkpoint(a.ckpt_path)["imgexp"]["class_names"]
+    unknown = sorted(set(classes) - set(trained))
+    if unknown:
+        raise ImgexpError(f"audit.ckpt_path={a.ckpt_path} was trained on classes {trained}, "
+                          f"not on {unknown}: use a checkpoint of these classes, or none "
+                          "(audit.ckpt_path=null: pixel features)")
+    extractor = FeatureExtractor.from_checkpoint(a.ckpt_path, mode="embed", device=a.device)
+    features, _ = extract_features([root / s.path for s in samples], extractor,
+                                   cache_dir=a.cache_dir, progress=False)
+    return np.nan_to_num(features)
+
+
+def _print(summary: dict, run_dir: Path) -> None:
+    s = summary
+    labels = s["label_issues"]
+    print(f"audited {s['audited']} of {s['images']} images ({s['unreadable']} unreadable): "
+          f"{s['near_duplicates']['pairs']} near-duplicate pair(s), {s['leaks']} across "
+          f"splits, {sum(s['quality'].values())} quality issue(s), "
+          + (f"{labels['flagged']} likely label error(s)" if labels["check"]
+             else f"label checks {labels['note']}"))
+    print(f"report: {run_dir / 'report.html'}")

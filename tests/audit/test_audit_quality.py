@@ -1,0 +1,56 @@
+"""Each quality check finds its planted image, and each threshold switches its check off."""
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from helpers.config import compose_config
+from helpers.prepare import smooth_image
+from imgexp.audit.pixels import describe
+from imgexp.audit.quality import quality_issues
+
+PLANTED = {
+    "overexposed": lambda: Image.new("RGB", (64, 64), (252, 252, 252)),
+    "tiny": lambda: smooth_image(1, (10, 10)),
+    "odd_aspect": lambda: smooth_image(2, (64, 16)),
+    "grayscale": lambda: smooth_image(3, (64, 64), "L"),
+    "blurry": lambda: smooth_image(4, (64, 64)),  # smooth, among sharp noise pictures
+}
+# the option that switches each check off
+OFF = {"overexposed": "overexposed_fraction=1", "tiny": "tiny_fraction=0",
+       "odd_aspect": "max_aspect=100", "grayscale": "colour_set_share_gray=0",
+       "blurry": "blurry_fraction=0"}
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("quality")
+    paths = []
+    for i in range(20):  # a clean, sharp colour set: noise photos of 64x64
+        rng = np.random.default_rng(i)
+        Image.fromarray(rng.integers(40, 215, (64, 64, 3), dtype=np.uint8)).save(
+            path := folder / f"clean{i}.png")
+        paths.append(path)
+    for kind, make in PLANTED.items():
+        make().save(path := folder / f"{kind}.png")
+        paths.append(path)
+    return np.stack([describe(p) for p in paths])
+
+
+def flagged(rows, *overrides):
+    q = compose_config("audit", ["data.root=unused", *overrides], ".").audit.quality
+    return {(i - 20, issue) for i, issue, _ in quality_issues(rows, OmegaConf.create(q))}
+
+
+def test_each_planted_defect_is_found_and_the_clean_set_is_not_flagged(rows):
+    found = flagged(rows)
+    assert all(i >= 0 for i, _ in found), found  # no clean image flagged
+    for k, kind in enumerate(PLANTED):
+        assert (k, kind) in found, (kind, found)
+
+
+@pytest.mark.parametrize("kind", list(OFF))
+def test_each_threshold_switches_its_check_off(rows, kind):
+    assert kind in {issue for _, issue in flagged(rows)}
+    assert kind not in {issue for _, issue in flagged(rows, f"audit.quality.{OFF[kind]}")}
