@@ -21,8 +21,8 @@ DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.p
 
 
 def train(run_dir: Path, data_dir: Path, overrides: list[str]) -> str:
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{TESTS}", "WANDB_MODE": "offline",
-           "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join([str(SRC), str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "imgexp.train", *DDP, f"paths.data_dir={data_dir}",
                           f"hydra.run.dir={run_dir}", *overrides],
                          env=env, capture_output=True, text=True, timeout=600)
