@@ -25,9 +25,28 @@ REPO = Path(__file__).resolve().parents[1]
 FIGURES: dict[str, object] = {}
 
 
+SKIP: list[str] = []
+OUT_DIR: list[Path] = []
+
+
+def write_results() -> str:
+    """The section so far, rewritten after each measurement: a timeout keeps what was done."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "\n".join(f"| {k} | {json.dumps(v) if isinstance(v, dict | list) else v} |"
+                     for k, v in FIGURES.items())
+    section = (f"## gpu_check\n\n_{stamp}, benchmarks/gpu_check.sh_\n\n| figure | value |\n"
+               f"| --- | --- |\n{rows}\n")
+    (OUT_DIR[0] / "RESULTS_gpu.md").write_text(section)
+    (OUT_DIR[0] / "gpu_check.json").write_text(json.dumps(FIGURES, indent=1))
+    return section
+
+
 def measure(name: str):
     """Run fn, keep its figures; on failure keep the error's last line instead."""
     def wrap(fn):
+        if name.split()[0] in SKIP:
+            FIGURES[f"{name}"] = "skipped (--skip)"
+            return fn
         start = time.perf_counter()
         try:
             FIGURES.update(fn())
@@ -35,6 +54,7 @@ def measure(name: str):
             traceback.print_exc()
             FIGURES[f"{name}: FAILED"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         print(f"[{name}] {time.perf_counter() - start:.0f} s", flush=True)
+        write_results()
         return fn
     return wrap
 
@@ -99,9 +119,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cpu", action="store_true", help="no CUDA: check the plumbing")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (with --cpu)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="measurements to leave out: training features predict ddp")
     args = parser.parse_args()
+    SKIP.extend(args.skip)
     out_dir = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="gpu_check_"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    OUT_DIR.append(out_dir)
     device = torch.device("cpu" if args.cpu or not torch.cuda.is_available() else "cuda")
     quick = args.quick or device.type == "cpu"
     work = Path(tempfile.mkdtemp(prefix="gpu_check_work_"))
@@ -186,7 +210,7 @@ def main() -> None:
                    "augmentation=null", "~callbacks.progress_bar",
                    "trainer.enable_progress_bar=false", "trainer.max_epochs=2",
                    f"paths.data_dir={work / 'data'}", f"hydra.run.dir={work / 'ddp_run'}"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO,
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO,
                               env={**os.environ, "WANDB_MODE": "offline"})
         lines = (proc.stdout + proc.stderr).strip().splitlines() or ["?"]
         tail = next((x for x in reversed(lines) if "passed" in x or "failed" in x
@@ -194,14 +218,7 @@ def main() -> None:
         return {name: f"exit {proc.returncode}: {tail.strip()[:200]} "
                       f"({time.perf_counter() - start:.0f} s)"}
 
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    rows = "\n".join(f"| {k} | {json.dumps(v) if isinstance(v, dict | list) else v} |"
-                     for k, v in FIGURES.items())
-    section = (f"## gpu_check\n\n_{stamp}, benchmarks/gpu_check.sh_\n\n| figure | value |\n"
-               f"| --- | --- |\n{rows}\n")
-    (out_dir / "RESULTS_gpu.md").write_text(section)
-    (out_dir / "gpu_check.json").write_text(json.dumps(FIGURES, indent=1))
-    print("\n" + section)
+    print("\n" + write_results())
 
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ def run_select(cfg: DictConfig) -> dict:
     shard = shard_of(s)
     if shard:
         return extract_shard(cfg, extractor, [root / samples[i].path for i in
-                                              shard_indices(len(samples), *shard)], *shard)
+                                              shard_indices(len(samples), *shard,
+                                                            align=cfg.data.batch_size)], *shard)
     features, stats = extract_features(
         [root / x.path for x in samples], extractor, cache_dir=s.cache_dir,
         recompute=s.recompute, batch_size=cfg.data.batch_size,

@@ -32,6 +32,10 @@ def shard_of(s: DictConfig, environ=os.environ) -> tuple[int, int] | None:
     return int(shard), int(num)
 
 
-def shard_indices(n: int, shard: int, num_shards: int) -> np.ndarray:
-    """Contiguous slices (images of one folder stay together: fewer cache chunks)."""
-    return np.array_split(np.arange(n), num_shards)[shard]
+def shard_indices(n: int, shard: int, num_shards: int, align: int = 1) -> np.ndarray:
+    """Contiguous slices (images of one folder stay together: fewer cache chunks) starting at
+    multiples of `align`, the batch size: each shard's batches are the very batches one
+    process would form, so the features are the same bits whatever the kernels do per batch."""
+    bounds = [min(n, round(n * i / num_shards / align) * align) for i in range(num_shards + 1)]
+    bounds[-1] = n
+    return np.arange(bounds[shard], bounds[shard + 1])
