@@ -43,7 +43,7 @@ def test_two_shards_then_clustering_equal_one_process(tmp_path, data_dir, digits
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
               for i in range(2)]  # at the same time: concurrent writers of the same folders
     for proc in shards:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, err[-3000:]
         assert "shard" in out and not (tmp_path / "shard0" / "selection.csv").exists()
     parts = cache_table(shared)
