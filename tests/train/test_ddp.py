@@ -25,7 +25,7 @@ def train(run_dir: Path, data_dir: Path, overrides: list[str]) -> str:
     env = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "imgexp.train", *DDP, f"paths.data_dir={data_dir}",
                           f"hydra.run.dir={run_dir}", *overrides],
-                         env=env, capture_output=True, text=True, timeout=600)
+                         env=env, capture_output=True, text=True, timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
 
