@@ -22,7 +22,7 @@ for name in ("torch", "lightning", "timm", "hydra", "omegaconf", "optuna", "torc
     except Exception as exc:
         print(f"{name} MISSING ({type(exc).__name__}: {exc})")
 PY
-timeout 470 python3 benchmarks/gpu_check.py "$@"
+timeout "${GPU_CHECK_TIMEOUT:-470}" python3 benchmarks/gpu_check.py "$@"
 rc=$?
 echo "gpu_check exit $rc; figures in $OUT"
 exit $rc
