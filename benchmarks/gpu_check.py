@@ -179,7 +179,7 @@ def main() -> None:
         data, run = work / "data", work / "train_run"
         accel = "gpu" if device.type == "cuda" else "cpu"
         run_stage("imgexp.train", [
-            f"paths.data_dir={data}", f"hydra.run.dir={run}", "logger=csv", "augmentation=null",
+            f"paths.data_dir={data}", f"hydra.run.dir={run}", "logger=csv", "~augmentation",
             "~callbacks.progress_bar", "trainer.enable_progress_bar=false",
             f"trainer={accel}", "trainer.max_epochs=1",
             "data.image_size=32"], 600)
@@ -207,7 +207,7 @@ def main() -> None:
             name = "ddp command (2 gloo processes, digits_cnn, 2 epochs; pytest absent)"
             cmd = [sys.executable, "-m", "imgexp.train", "trainer=ddp", "trainer.accelerator=cpu",
                    "trainer.devices=2", "trainer.precision=32-true", "logger=csv",
-                   "augmentation=null", "~callbacks.progress_bar",
+                   "~augmentation", "~callbacks.progress_bar",
                    "trainer.enable_progress_bar=false", "trainer.max_epochs=2",
                    f"paths.data_dir={work / 'data'}", f"hydra.run.dir={work / 'ddp_run'}"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO,

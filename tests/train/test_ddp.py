@@ -19,7 +19,7 @@ TESTS = Path(__file__).resolve().parents[1]
 SRC = TESTS.parent / "src"
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
        "trainer.enable_progress_bar=false", "~callbacks.progress_bar", "data.image_size=16",
-       "augmentation=null", "+callbacks.probe._target_=helpers.ddp_probe.Probe"]
+       "~augmentation", "+callbacks.probe._target_=helpers.ddp_probe.Probe"]
 
 
 def train(run_dir: Path, data_dir: Path, overrides: list[str]) -> str:
@@ -96,7 +96,7 @@ def test_gathered_retrieval_metrics_equal_one_process_on_the_same_weights(triple
     metrics = json.loads((triplet_run / "metrics.json").read_text())
     assert (triplet_run / "data_split.csv").read_text().count(",test") % 2 == 1
     cfg = train_config(["experiment=digits_triplet", "data.image_size=16", ODD_TEST,
-                        "augmentation=null"],
+                        "~augmentation"],
                        triplet_run / "one_process", data_dir)
     datamodule = build_datamodule(cfg)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
