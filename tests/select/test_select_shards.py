@@ -64,7 +64,8 @@ def test_two_shards_then_clustering_equal_one_process(tmp_path, data_dir, digits
 
 
 def cfg(**select):
-    return OmegaConf.create({"cache_dir": "/cache", "shard": None, "num_shards": None, **select})
+    return OmegaConf.create({"cache_dir": "/cache", "shard": None, "num_shards": None,
+                             "recompute": False, **select})
 
 
 def test_shard_from_options_or_slurm_array():
@@ -76,7 +77,8 @@ def test_shard_from_options_or_slurm_array():
 
 
 @pytest.mark.parametrize("select", [{"shard": 2, "num_shards": 2}, {"shard": 0},
-                                    {"shard": 0, "num_shards": 2, "cache_dir": None}])
+                                    {"shard": 0, "num_shards": 2, "cache_dir": None},
+                                    {"shard": 0, "num_shards": 2, "recompute": True}])
 def test_bad_shard_options_are_one_line(select):
     with pytest.raises(ImgexpError, match="select.shard"):
         shard_of(cfg(**select))

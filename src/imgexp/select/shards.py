@@ -29,6 +29,10 @@ def shard_of(s: DictConfig, environ=os.environ) -> tuple[int, int] | None:
                           "0 <= shard < num_shards (e.g. select.shard=0 select.num_shards=4)")
     if s.get("cache_dir") is None:
         raise ImgexpError("select.shard needs select.cache_dir: the shards meet in that cache")
+    if s.get("recompute"):
+        raise ImgexpError("select.recompute=true with select.shard: each shard would delete "
+                          "the features the others wrote; delete select.cache_dir's folder "
+                          "once instead, then start the shards")
     return int(shard), int(num)
 
 
