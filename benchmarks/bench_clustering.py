@@ -7,17 +7,19 @@ scikit-learn's exact KMeans (k-means++) on the smallest size.
 import statistics
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
-from imgexp.paths import CONFIG_DIR
+import imgexp.select
 from imgexp.select.clustering import cluster_features, run_kmeans
 from imgexp.select.pipeline import choose_counts, selection_space
 from imgexp.select.selection import select
 
 K = 20
-SELECT = OmegaConf.load(CONFIG_DIR / "select" / "default.yaml")  # the stage's defaults
+# the stage's defaults (the select group lives in its package)
+SELECT = OmegaConf.load(Path(imgexp.select.__file__).parent / "conf" / "select" / "default.yaml")
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> np.ndarray:

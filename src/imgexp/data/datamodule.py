@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
-from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import DataLoader, DistributedSampler, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from imgexp.data.class_map import map_labels
@@ -262,11 +262,22 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader("train", dataset=ImageDataset(train.root, train.items,
                                                           train.image_size, None, train.cache))
 
+    def _eval_sampler(self, split: str) -> DistributedSampler | None:
+        """Under DDP with data.sampler=pk Lightning leaves the loaders alone (the P x K sampler
+        shards itself): val/test are sharded here, and the module gathers the embeddings."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size <= 1 or \
+                trainer._accelerator_connector.use_distributed_sampler:
+            return None
+        self.setup()
+        return DistributedSampler(self.datasets[split], num_replicas=trainer.world_size,
+                                  rank=trainer.global_rank, shuffle=False)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._loader("val", sampler=self._eval_sampler("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._loader("test", sampler=self._eval_sampler("test"))
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test")

@@ -126,12 +126,13 @@ def _loader(paths: list[Path], extractor: FeatureExtractor, batch_size: int,
 def extract_features(paths: list[str | Path], extractor: FeatureExtractor,
                      cache_dir: str | Path | None = None, recompute: bool = False,
                      batch_size: int = 64, num_workers: int = 0, chunk_size: int = 512,
-                     export_csv: bool = False, progress: bool = True
+                     export_csv: bool = False, progress: bool = True, compact: bool = True
                      ) -> tuple[np.ndarray, dict]:
     """Features of `paths` in order, as float32 (N, D).
 
     Unreadable images get a row of NaN and are listed in stats["unreadable"]; stats also says
-    how many rows were `computed` and how many came from the `cached` features.
+    how many rows were `computed` and how many came from the `cached` features. compact=False
+    leaves the cache's chunks as they are (a shard: other processes write the same folders).
     """
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
@@ -189,7 +190,8 @@ def extract_features(paths: list[str | Path], extractor: FeatureExtractor,
         features[i] = row
     for folder, cache in caches.items():
         members = [i for i in by_folder[folder] if i in rows]
-        cache.compact(hashes[i] for i in members)
+        if compact:
+            cache.compact(hashes[i] for i in members)
         if export_csv and members:
             cache.write_csv([paths[i].name for i in members], [hashes[i] for i in members],
                             features[members])

@@ -28,6 +28,15 @@ def embed_loader(module, loader) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(embeddings), torch.cat(labels)
 
 
+def first_occurrences(index: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each value of `index`, in increasing value."""
+    order = torch.argsort(index, stable=True)
+    ordered = index[order]
+    new = torch.ones_like(ordered, dtype=torch.bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    return order[new]
+
+
 class EpochStats:
     """Running means of the loss's per-batch figures over one training epoch."""
 
@@ -114,11 +123,14 @@ class EmbeddingEvaluation:
         if not outputs:
             return torch.empty(0, self.head.dim, device=self.device), torch.empty(
                 0, dtype=torch.long, device=self.device)
-        embeddings = torch.cat([e for e, _ in outputs])
-        labels = torch.cat([y for _, y in outputs])
+        embeddings, labels, index = (torch.cat(parts) for parts in zip(*outputs, strict=True))
         if self.trainer.world_size > 1 and self._sharded_eval(stage):
-            embeddings = self.all_gather(embeddings).flatten(0, 1)
-            labels = self.all_gather(labels).flatten(0, 1)
+            embeddings, labels, index = (self.all_gather(t).flatten(0, 1)
+                                         for t in (embeddings, labels, index))
+            # DistributedSampler pads the last ranks with repeats of the first images: each
+            # image once, in dataset order, as one process sees them
+            keep = first_occurrences(index)
+            embeddings, labels = embeddings[keep], labels[keep]
         return embeddings, labels
 
     def _sharded_eval(self, stage: str) -> bool:

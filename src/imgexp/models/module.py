@@ -159,7 +159,7 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
         if y.numel() == 0:
             return
         if self.is_embedding:
-            self.outputs[stage].append((self(batch["image"]).float(), y))
+            self.outputs[stage].append((self(batch["image"]).float(), y, batch["index"]))
             return
         logits = self(batch["image"])
         metrics.update(logits, y)

@@ -8,6 +8,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from imgexp.atomic import write_json_atomic
 from imgexp.data.splits import Sample, image_files, is_candidate_image
 from imgexp.errors import ImgexpError
 from imgexp.features.extractor import FeatureExtractor, extract_features
@@ -15,6 +16,7 @@ from imgexp.select.clustering import Clusters, cluster_features, fit_pca, projec
 from imgexp.select.export import export_selection
 from imgexp.select.outputs import write_outputs
 from imgexp.select.selection import cluster_counts, cluster_shares, select, solve_budget
+from imgexp.select.shards import shard_indices, shard_of
 from imgexp.select.similarity import redundancy_score, similarity_score
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,18 @@ def selection_space(clusters: Clusters, dim: int | None, seed: int) -> np.ndarra
     return space
 
 
+def extract_shard(cfg: DictConfig, extractor: FeatureExtractor, paths: list[Path],
+                  shard: int, num_shards: int) -> dict:
+    """One shard's features into the cache, its figures to RUN/shard.json; no clustering."""
+    s = cfg.select
+    _, stats = extract_features(paths, extractor, cache_dir=s.cache_dir, recompute=s.recompute,
+                                batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+                                chunk_size=s.chunk_size, progress=s.progress, compact=False)
+    summary = {"shard": shard, "num_shards": num_shards, "features": stats}
+    write_json_atomic(Path(cfg.paths.output_dir) / "shard.json", summary)
+    return summary
+
+
 def run_select(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     s = cfg.select
@@ -80,6 +94,11 @@ def run_select(cfg: DictConfig) -> dict:
                           + (f" in splits {list(s.from_splits)}" if s.from_splits else ""))
 
     extractor = build_extractor(cfg)
+    shard = shard_of(s)
+    if shard:
+        return extract_shard(cfg, extractor, [root / samples[i].path for i in
+                                              shard_indices(len(samples), *shard,
+                                                            align=cfg.data.batch_size)], *shard)
     features, stats = extract_features(
         [root / x.path for x in samples], extractor, cache_dir=s.cache_dir,
         recompute=s.recompute, batch_size=cfg.data.batch_size,

@@ -15,6 +15,13 @@ def spread(score: dict) -> str:
 
 def report(summary: dict, run_dir: Path) -> None:
     print(f"\nrun directory: {run_dir}")
+    if "shard" in summary:
+        f = summary["features"]
+        print(f"  shard {summary['shard']} of {summary['num_shards']}: {f['total']} images, "
+              f"{f['computed']} computed, {f['cached']} cached, {len(f['unreadable'])} unreadable")
+        print("  once every shard is done, run the same command without select.shard: it "
+              "clusters, reading the features from the cache")
+        return
     print(f"  images: {summary['n_images']}  selected: {summary['n_selected']} "
           f"({summary['selected_fraction']:.1%}) in {summary['clustering']['n_clusters']} clusters")
     print(f"  features: {summary['features']['computed']} computed, "

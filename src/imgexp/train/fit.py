@@ -20,6 +20,7 @@ from imgexp.tracking.environment import warn_if_environment_differs
 from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.wandb_run import finish_wandb, flatten_config, run_identity
 from imgexp.training.build import instantiate_callbacks, instantiate_loggers
+from imgexp.training.ddp import adapt_trainer_config, is_rank_zero
 from imgexp.training.loader_state import ResumeLoaderPosition
 from imgexp.training.pruning import trial_pruning
 
@@ -90,7 +91,8 @@ def fit_and_test(cfg: DictConfig) -> dict:
         _continue_in_checkpoint_run(cfg)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    datamodule.split_table().to_csv(run_dir / "data_split.csv", index=False)
+    if is_rank_zero():  # under DDP every rank runs this function; one writes the run's files
+        datamodule.split_table().to_csv(run_dir / "data_split.csv", index=False)
     model = build_model(cfg, datamodule.classes, datamodule.train_labels())
 
     wandb_kwargs = run_identity()
@@ -102,6 +104,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
     pruning = trial_pruning(cfg)  # None unless the run is an Optuna trial
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), ResumeLoaderPosition(),
                  *([pruning] if pruning else [])]
+    adapt_trainer_config(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         if isinstance(logger, WandbLogger):
@@ -128,10 +131,13 @@ def fit_and_test(cfg: DictConfig) -> dict:
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
             metrics.update(collect_metrics(trainer, model))
         metrics["best_model_path"] = best
-        write_json_atomic(run_dir / "metrics.json", metrics)
+        if is_rank_zero():
+            write_json_atomic(run_dir / "metrics.json", metrics)
         exit_code = 0
     finally:
         finish_wandb(loggers, metrics, exit_code)
-        write_run_info(run_dir, cfg.seed, datamodule.manifest_hash(), time.perf_counter() - start,
-                       extra={"exit_code": exit_code, "data_cache": datamodule.cache_used})
+        if is_rank_zero():
+            write_run_info(run_dir, cfg.seed, datamodule.manifest_hash(), time.perf_counter() - start,
+                           extra={"exit_code": exit_code, "data_cache": datamodule.cache_used,
+                                  "world_size": trainer.world_size})
     return metrics

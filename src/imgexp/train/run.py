@@ -21,10 +21,12 @@ def report(metrics: dict, run_dir: Path) -> None:
 @stage_main("train")
 def main(cfg: DictConfig) -> float | None:
     from imgexp.train.fit import fit_and_test
+    from imgexp.training.ddp import is_rank_zero
 
     quiet_libraries()
     metrics = fit_and_test(cfg)
-    report(metrics, Path(cfg.paths.output_dir))
+    if is_rank_zero():
+        report(metrics, Path(cfg.paths.output_dir))
     value = metrics.get(cfg.get("optimized_metric") or "")
     return float(value) if value is not None else None
 
