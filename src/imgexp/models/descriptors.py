@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import torch
-from skimage.color import rgb2gray, rgb2hsv, rgb2lab
+from skimage.color import rgb2hsv, rgb2lab
 from skimage.feature import daisy, hog
 from skimage.filters import gabor_kernel
 from torch import nn
@@ -126,9 +126,10 @@ class DescriptorBackbone(nn.Module):
         if not self.kinds or unknown:
             raise ImgexpError(f"model.backbone.kinds={self.kinds}: choose one or more of {KINDS}")
         weights = dict(weights or {})
-        if set(weights) - set(self.kinds):
-            raise ImgexpError(f"model.backbone.weights names {sorted(set(weights) - set(self.kinds))}"
-                              f" which are not in model.backbone.kinds={self.kinds}")
+        extra = sorted(set(weights) - set(self.kinds))
+        if extra:
+            raise ImgexpError(f"model.backbone.weights names {extra}, which are not in "
+                              f"model.backbone.kinds={self.kinds}: add them there or drop them")
         self.weights = {k: float(weights.get(k, 1.0)) for k in self.kinds}
         self.params = {"color": dict(color or {}), "edge": dict(edge or {}), "hog": dict(hog or {}),
                        "daisy": dict(daisy or {})}
