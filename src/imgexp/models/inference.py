@@ -30,7 +30,7 @@ def is_classifier(model) -> bool:
 def run_model(model, loader: DataLoader, *, logits: bool = False, embeddings: bool = False,
               desc: str = "predict", progress: bool = True) -> Outputs:
     """Feed every batch of `loader` ({"image", "index", ["label"], "skipped"}) through `model`."""
-    device = next(model.parameters()).device
+    device = model.device  # a LightningModule; a descriptor model has no parameters
     parts: dict[str, list] = {"index": [], "proba": [], "labels": [], "logits": [],
                               "embeddings": []}
     skipped: list[str] = []

@@ -69,7 +69,7 @@ def file_loader(model, paths: list[Path], batch_size: int | None, num_workers: i
     """batch_size None: 16 on CPU, where larger batches of activations fall out of the cache
     and get slower per image (measured in benchmarks/bench_predict.py), 128 on a GPU.
     Decoding workers only pay off beyond a few batches: their start-up costs about a second."""
-    on_gpu = next(model.parameters()).is_cuda
+    on_gpu = model.device.type == "cuda"
     batch_size = batch_size or (128 if on_gpu else 16)
     if len(paths) <= 4 * batch_size:
         num_workers = 0
