@@ -13,6 +13,7 @@ model/backbone=descriptors computes), the CNN's vectors from `ImageClassifier.em
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ from imgexp.models.descriptors import KINDS, DescriptorBackbone
 from imgexp.paths import CONFIG_DIR
 from imgexp.train.fit import fit_and_test
 
+# the photos next to the main checkout (benchmarks.common), or wherever this variable says
+PHOTOS = Path(os.environ.get("IMGEXP_REAL_PHOTOS", REAL_PHOTOS))
 DEPTH = 10
 BATCH = 64
 QUIET = ["logger=csv", "~callbacks.progress_bar", "trainer.enable_progress_bar=false",
@@ -97,8 +100,8 @@ def run(quick: bool = False) -> dict:
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        if REAL_PHOTOS.is_dir():
-            figures |= dataset_figures("sign_language_digits", REAL_PHOTOS, 64, epochs,
+        if PHOTOS.is_dir():
+            figures |= dataset_figures("sign_language_digits", PHOTOS, 64, epochs,
                                        loop_images, out)
         figures |= dataset_figures("digits", ensure_digits(out / "data" / "digits"), 32,
                                    epochs, loop_images, out)
