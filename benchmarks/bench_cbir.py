@@ -76,9 +76,9 @@ def dataset_figures(name: str, root: Path, size: int, epochs: int, loop_images: 
         label = kinds[0] if len(kinds) == 1 else "fusion (all five)"
         backbone = DescriptorBackbone(kinds=kinds, image_size=size, cache=False)
         start = time.perf_counter()
-        g_vec = batched(lambda x: backbone.describe(x.float() / 255), g_img)
+        g_vec = batched(backbone.describe, g_img.float() / 255)
         seconds = time.perf_counter() - start
-        q_vec = batched(lambda x: backbone.describe(x.float() / 255), q_img)
+        q_vec = batched(backbone.describe, q_img.float() / 255)
         figures[f"{name} MMAP@{DEPTH} {label}"] = round(mmap_at_k(q_vec, q_lab, g_vec, g_lab,
                                                                  k=DEPTH), 4)
         if name == "sign_language_digits":
