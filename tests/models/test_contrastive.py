@@ -70,6 +70,7 @@ def mean_distances(net, x, y) -> tuple[float, float]:
     return d[same & off_diagonal].mean().item(), d[~same].mean().item()
 
 
+@pytest.mark.slow  # ~5 s alone; minutes on a loaded machine
 def test_short_run_brings_same_class_pairs_closer_than_different_class_pairs():
     digits = load_digits()
     x = torch.tensor(digits.data / 16, dtype=torch.float32)
