@@ -32,13 +32,15 @@ NEEDS = {
     ("model/backbone", "simple_cnn_corel"): ["data.image_size=72"],
     # an embedding head and a triplet loss only make sense together
     ("model/head", "embedding"): ["model/loss=hard_triplet"],
+    ("model/head", "knn"): ["model/loss=hard_triplet"],  # over the trainable simple_cnn
     **{("model/loss", loss): ["model/head=embedding"]
-       for loss in ("triplet", "hard_triplet", "ce_triplet")},
+       for loss in ("triplet", "hard_triplet", "ce_triplet", "contrastive")},
 }
 # recipes that need pretrained weights (no internet here) or big images
 EXPERIMENT_NEEDS = {
     "gravure_triplet": ["model.backbone.pretrained=false", "data.image_size=32"],
     "digits_triplet": ["data.samples_per_class=4"],  # P x K in the batch of 8 above
+    "digits_siamese": ["data.samples_per_class=4"],
 }
 
 

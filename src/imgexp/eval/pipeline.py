@@ -18,7 +18,7 @@ from imgexp.eval.report_html import ErrorRow, write_error_report
 from imgexp.metrics.calibration import plot_reliability, reliability_bins
 from imgexp.metrics.classification import classification_scores, retrieval_map
 from imgexp.metrics.confusion import most_confused, write_confusion_files
-from imgexp.metrics.retrieval import knn_search, retrieval_metrics
+from imgexp.metrics.retrieval import knn_search, mmap_at_k, retrieval_metrics
 from imgexp.models.data_config import datamodule_for, split_loader
 from imgexp.models.error_budget import budget_requested
 from imgexp.models.factory import model_from_checkpoint, read_checkpoint
@@ -46,7 +46,7 @@ def knn_settings(model, knn: DictConfig) -> tuple[int, bool]:
 
 def retrieval_scores(model, split: str, queries: Outputs, gallery: Outputs, knn: DictConfig
                      ) -> dict:
-    """k-NN accuracy, P@1, R-precision, MAP@R and the CBIR mAP of the split's images
+    """k-NN accuracy, P@1, R-precision, MAP@R, the CBIR mAP and MMAP@k of the split's images
     against the train images (leave-one-out when the split is train itself)."""
     own = split == "train"
     k, weighted = knn_settings(model, knn)
@@ -54,6 +54,9 @@ def retrieval_scores(model, split: str, queries: Outputs, gallery: Outputs, knn:
                                gallery.labels, vote_k=k, weighted=weighted, exclude_self=own)
     scores["retrieval_map"] = retrieval_map(queries.embeddings, queries.labels,
                                             gallery.embeddings, gallery.labels, exclude_self=own)
+    scores["mmap_at_k"] = mmap_at_k(queries.embeddings, queries.labels, gallery.embeddings,
+                                    gallery.labels, k=knn.mmap_k, exclude_self=own)
+    scores["mmap_k"] = int(knn.mmap_k)
     return scores
 
 

@@ -189,3 +189,31 @@ def retrieval_metrics(query_emb, query_labels, gallery_emb, gallery_labels,
     metrics = _finish(totals)
     metrics["k"] = max(k, 0)
     return metrics
+
+
+def average_precision_at_k(hits: torch.Tensor) -> torch.Tensor:
+    """(N,) AP of ranked hit rows (N, k): the mean of the precision at each hit, 0 for a
+    row without one (the CBIR seed's AP at depth k)."""
+    hits = hits.double()
+    ranks = torch.arange(1, hits.shape[1] + 1, device=hits.device)
+    precision = hits.cumsum(1) / ranks
+    return (precision * hits).sum(1) / hits.sum(1).clamp_min(1)
+
+
+def mmap_at_k(query_emb, query_labels, gallery_emb, gallery_labels, k: int = 10,
+              exclude_self: bool = False, chunk_size: int | None = None) -> float:
+    """The CBIR seed's MMAP at depth k: each query's AP over its k nearest gallery images
+    (`average_precision_at_k`), averaged per class (the class's MAP), then over the classes,
+    so every class counts the same whatever its number of queries."""
+    query, gallery = _tensor(query_emb), _tensor(gallery_emb)
+    query_labels = _tensor(query_labels, torch.long)
+    gallery_labels = _tensor(gallery_labels, torch.long)
+    k = min(int(k), len(gallery) - int(exclude_self))
+    if k < 1 or len(query) == 0:
+        return float("nan")
+    parts = []
+    for start, _, idx in _blocks(query, gallery, k, chunk_size, exclude_self, "cosine"):
+        labels = query_labels[start:start + len(idx)]
+        parts.append(average_precision_at_k(gallery_labels[idx] == labels[:, None]))
+    ap = torch.cat(parts)
+    return float(torch.stack([ap[query_labels == c].mean() for c in query_labels.unique()]).mean())

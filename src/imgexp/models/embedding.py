@@ -96,12 +96,12 @@ class EmbeddingEvaluation:
         self.gallery_labels = labels.to(self.device)
 
     def _embedding_epoch_figures(self) -> None:
-        """Log the share of triplets still active and the spread; warn on collapse."""
+        """Log the share of triplets (pairs) still active and the spread; warn on collapse."""
         means = self.epoch_stats.means()
         if not means:
             return
-        self.log_dict({f"train/{key}": means[key] for key in ("active_triplets", "embedding_spread")
-                       if key in means})
+        shown = ("active_triplets", "active_pairs", "embedding_spread")
+        self.log_dict({f"train/{key}": means[key] for key in shown if key in means})
         collapse_value = getattr(self.loss_fn, "collapse_value", None)
         if collapse_value is None or "embedding_spread" not in means:
             return

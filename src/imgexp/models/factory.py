@@ -35,13 +35,14 @@ def _instantiate(node, **kwargs):
         raise
 
 
-def _check_head_and_loss(head, loss) -> None:
-    """An embedding head needs a metric loss (it has no class logits) and vice versa."""
+def _check_head_and_loss(head, loss, trainable: bool) -> None:
+    """An embedding head needs a metric loss (it has no class logits) and vice versa; a
+    model with nothing to train (descriptors + k-NN head) never uses its loss."""
     embedding_head = getattr(head, "kind", "") == "embedding"
     metric_loss = hasattr(loss, "collapse_value")
-    if embedding_head and not metric_loss:
+    if embedding_head and not metric_loss and trainable:
         raise ImgexpError("model/head=embedding outputs embeddings, not class logits: pair it "
-                          "with model/loss=hard_triplet, triplet or ce_triplet")
+                          "with model/loss=hard_triplet, triplet, ce_triplet or contrastive")
     if metric_loss and not embedding_head:
         raise ImgexpError("a triplet loss needs embeddings: use model/head=embedding "
                           "(or model/loss=cross_entropy with a softmax head)")
@@ -53,7 +54,8 @@ def build_model(cfg: DictConfig, class_names: list[str],
     backbone = _instantiate(cfg.model.backbone)
     head = _instantiate(cfg.model.head, in_features=backbone.num_features, num_classes=n)
     loss = _instantiate(cfg.model.loss, train_labels=train_labels, num_classes=n)
-    _check_head_and_loss(head, loss)
+    trainable = any(p.requires_grad for p in (*backbone.parameters(), *head.parameters()))
+    _check_head_and_loss(head, loss, trainable)
     mixup = build_mixup(cfg.model.get("mixup"), n)
     if mixup is not None and getattr(head, "kind", "") != "classifier":
         raise ImgexpError("model.mixup needs a softmax head (mixed labels have no meaning for "

@@ -6,6 +6,11 @@ from torch import nn
 from imgexp.errors import ImgexpError
 
 
+def _check_knn_k(knn_k) -> None:
+    if int(knn_k) < 1:
+        raise ImgexpError(f"model.head.knn_k={knn_k}: the k-NN vote needs k >= 1")
+
+
 class SoftmaxHead(nn.Module):
     """Dropout + linear to class logits."""
 
@@ -36,8 +41,7 @@ class EmbeddingHead(nn.Module):
         if int(dim) < 1:
             raise ImgexpError(f"model.head.dim={dim}: the embedding needs at least one "
                               "dimension (128 is the usual choice)")
-        if int(knn_k) < 1:
-            raise ImgexpError(f"model.head.knn_k={knn_k}: the k-NN vote needs k >= 1")
+        _check_knn_k(knn_k)
         self.dim, self.num_classes = int(dim), num_classes
         self.knn_k, self.knn_weighted = int(knn_k), knn_weighted
         self.dropout = nn.Dropout(dropout)
@@ -46,3 +50,21 @@ class EmbeddingHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.bn(self.proj(self.dropout(features))), dim=-1)
+
+
+class KnnHead(nn.Module):
+    """The backbone's features themselves, L2-normalised: a k-NN classifier with nothing to
+    learn (the CBIR seed's descriptors + weighted vote). Same vote and gallery as
+    EmbeddingHead; over a trainable backbone a metric loss trains the backbone directly."""
+
+    kind = "embedding"
+
+    def __init__(self, in_features: int, num_classes: int, knn_k: int = 5,
+                 knn_weighted: bool = True):
+        super().__init__()
+        _check_knn_k(knn_k)
+        self.dim, self.num_classes = int(in_features), num_classes
+        self.knn_k, self.knn_weighted = int(knn_k), knn_weighted
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(features.float(), dim=-1)

@@ -55,7 +55,8 @@ def run_model(model, loader: DataLoader, *, logits: bool = False, embeddings: bo
               inference: Inference | None = None) -> Outputs:
     """Feed every batch of `loader` ({"image", "index", ["label"], "skipped"}) through `model`
     (in fp32 on its own device unless `inference` says otherwise)."""
-    inference = inference or Inference(next(model.parameters()).device)
+    # model.device (a LightningModule's): a descriptor model has no parameters to ask
+    inference = inference or Inference(model.device)
     parts: dict[str, list] = {"index": [], "proba": [], "labels": [], "logits": [],
                               "embeddings": []}
     skipped: list[str] = []

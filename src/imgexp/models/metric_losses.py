@@ -102,3 +102,53 @@ class CrossEntropyTripletLoss(nn.Module):
         self.last_stats = {**self.triplet.last_stats, "triplet_loss": triplet.item(),
                            "ce_loss": ce.item()}
         return ce + self.weight * triplet
+
+
+class ContrastiveLoss(nn.Module):
+    """The Siamese network's pairwise loss (Hadsell et al. 2006, pml's ContrastiveLoss) over
+    the pairs of a P x K batch: relu(d - pos_margin) for same-class pairs, relu(neg_margin - d)
+    for different-class pairs, each averaged over its non-zero terms.
+
+    mining: all (every in-batch pair) | hard (only the pairs breaking their margin, pml's
+    PairMarginMiner: the easy ones no longer dilute the average).
+    """
+
+    def __init__(self, pos_margin: float = 0.0, neg_margin: float = 1.0, mining: str = "all",
+                 train_labels: np.ndarray | None = None, num_classes: int = 0):
+        super().__init__()
+        if mining not in ("all", "hard"):
+            raise ImgexpError(f"model.loss.mining={mining!r} is not an option: use all or hard")
+        if not 0 <= pos_margin < neg_margin:
+            raise ImgexpError(f"model.loss.pos_margin={pos_margin} / neg_margin={neg_margin}: "
+                              "need 0 <= pos_margin < neg_margin (distances lie in [0, 2])")
+        self.pos_margin, self.neg_margin, self.mining = float(pos_margin), float(neg_margin), mining
+        self.loss = losses.ContrastiveLoss(pos_margin=self.pos_margin, neg_margin=self.neg_margin)
+        self.miner = miners.PairMarginMiner(pos_margin=self.pos_margin,
+                                            neg_margin=self.neg_margin) if mining == "hard" \
+            else None
+        self.last_stats: dict[str, float] = {}
+
+    @property
+    def collapse_value(self) -> float:
+        """Every embedding on one point: d = 0, so each negative pair costs neg_margin."""
+        return self.neg_margin
+
+    def pairs(self, embeddings: torch.Tensor, labels: torch.Tensor):
+        if self.miner is None:
+            return lmu.get_all_pairs_indices(labels)
+        return self.miner(embeddings, labels)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        pairs = self.pairs(embeddings, labels)
+        loss = self.loss(embeddings, labels, pairs)
+        self.last_stats = self._stats(embeddings.detach(), *pairs)
+        return loss
+
+    def _stats(self, embeddings, a1, p, a2, n) -> dict[str, float]:
+        """Share of pairs still breaking their margin, and how spread the batch is."""
+        spread = (embeddings - embeddings.mean(0)).norm(dim=1).mean().item()
+        d_pos = (embeddings[a1] - embeddings[p]).norm(dim=1)
+        d_neg = (embeddings[a2] - embeddings[n]).norm(dim=1)
+        active = torch.cat([d_pos > self.pos_margin, d_neg < self.neg_margin]).float()
+        return {"active_pairs": active.mean().item() if len(active) else 0.0,
+                "embedding_spread": spread, "pairs": len(active)}

@@ -59,6 +59,9 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
         # optimizer exists; None = one group of every trainable parameter
         self.lr_groups: list[tuple[str, list[nn.Parameter], float]] | None = None
         self.is_embedding = getattr(head, "kind", "classifier") == "embedding"
+        # nothing to learn (descriptors + k-NN head): fitting is building the gallery
+        self.gallery_only = self.is_embedding and not any(
+            p.requires_grad for p in (*backbone.parameters(), *head.parameters()))
         if self.is_embedding:
             self.register_buffer("gallery_embeddings", torch.empty(0, head.dim))
             self.register_buffer("gallery_labels", torch.empty(0, dtype=torch.long))
@@ -118,7 +121,7 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int):
         self._note_skipped(batch)
         y = batch["label"]
-        if y.numel() == 0:
+        if y.numel() == 0 or self.gallery_only:
             return None
         x = self.preprocess(batch["image"])
         if self.mixup is not None and len(y) % 2 == 0:
@@ -204,6 +207,8 @@ class ImageClassifier(EmbeddingEvaluation, L.LightningModule):
                 for name, params, factor in self.lr_groups]
 
     def configure_optimizers(self):
+        if self.gallery_only:
+            return None
         if self.optimizer_factory is None:
             raise ImgexpError("no optimizer configured: choose one with optimizer=adam|adamw|sgd")
         optimizer = self.optimizer_factory(params=self.param_groups())

@@ -105,7 +105,10 @@ def fit_and_test(cfg: DictConfig) -> dict:
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), ResumeLoaderPosition(),
                  *([pruning] if pruning else [])]
     adapt_trainer_config(cfg)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # nothing to learn (descriptors + k-NN head): one pass builds the gallery and saves it
+    one_pass = {"max_epochs": 1, "limit_train_batches": 1} if model.gallery_only else {}
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     **one_pass)
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.log_hyperparams(flatten_config(model.config))
@@ -119,6 +122,8 @@ def fit_and_test(cfg: DictConfig) -> dict:
         with warnings.catch_warnings():
             if resume:  # continuing in its own run: its checkpoints are expected there
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists")
+            if model.gallery_only:  # no optimizer, no loss: expected, not a slip
+                warnings.filterwarnings("ignore", message=r".*returned `None`")
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = collect_metrics(trainer, model)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
