@@ -120,7 +120,8 @@ def subsets(task: dict) -> dict:
 def run(quick: bool = False, jobs: int | None = None) -> dict:
     seeds, steps = ([0, 1, 2], 120) if quick else ([0, 1, 2, 3, 4], 240)
     # quick: the default choice only (the share curve is what a quick run checks)
-    withins = WITHIN[:1] if quick else WITHIN
+    default = config("select", []).select.within
+    withins = (default,) if quick else (default, *(w for w in WITHIN if w != default))
     work = Path(tempfile.mkdtemp(prefix="bench_selection_"))
     data_dir = work / "data"
     ensure_digits(data_dir / "digits")
@@ -168,9 +169,9 @@ def run(quick: bool = False, jobs: int | None = None) -> dict:
                 accs = results[(scenario, fraction, name)]
                 out[f"{head}: test acc, {label} (mean ± std)"] = mean_std(accs)
                 out[f"{head}: test acc, {label} (per seed)"] = [round(a, 4) for a in accs]
-            gain = (statistics.mean(results[(scenario, fraction, "kcenter")])
+            gain = (statistics.mean(results[(scenario, fraction, default)])
                     - statistics.mean(results[(scenario, fraction, "random subset")]))
-            out[f"{head}: gain of the default (kcenter) over a random subset (goal > 0)"] = \
+            out[f"{head}: gain of the default ({default}) over a random subset (goal > 0)"] = \
                 round(gain, 4)
     return out
 
