@@ -47,3 +47,18 @@ def test_place_file_modes_never_replace_an_existing_file(tmp_path, mode):
         place_file(src, out / "b.png", mode, "x.mode")
     assert (out / "b.png").read_bytes() == b"someone else's"
     assert _leftovers(out) == [] and src.read_bytes() == b"image bytes"
+
+
+def test_results_get_the_users_usual_permissions_not_the_temporary_files_owner_only(
+        tmp_path, monkeypatch):
+    # mkstemp makes 0600 files: renamed into place as they were, colleagues could not read them
+    import stat
+
+    from imgexp import atomic
+
+    mask = os.umask(0)
+    os.umask(mask)
+    assert atomic.FILE_MODE == 0o666 & ~mask
+    monkeypatch.setattr(atomic, "FILE_MODE", 0o644)
+    path = write_json_atomic(tmp_path / "metrics.json", {"acc": 1.0})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -15,6 +15,24 @@ import pandas as pd
 from imgexp.errors import ImgexpError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp make owner-only files (0600/0700): a result renamed into place gets the mode
+# any new file of the user gets instead, so colleagues on a shared file system can read it
+FILE_MODE, DIR_MODE = 0o666 & ~_umask(), 0o777 & ~_umask()
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Rename a finished temporary file or folder (from mkstemp/mkdtemp) over `path`, with the
+    user's usual permissions."""
+    os.chmod(tmp, DIR_MODE if Path(tmp).is_dir() else FILE_MODE)
+    os.replace(tmp, path)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix: writers that pick a format from it,
@@ -25,7 +43,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

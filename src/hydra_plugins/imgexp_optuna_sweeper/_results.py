@@ -8,6 +8,8 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from imgexp.atomic import publish
+
 OFFLINE_WANDB_GLOB = "*/wandb/offline-run-*"
 
 
@@ -42,7 +44,7 @@ def write_results(study: optuna.Study, sweep_dir: Path, storage_url: str) -> Pat
     fd, tmp = tempfile.mkstemp(dir=sweep_dir, prefix=".optimization_results.")
     with os.fdopen(fd, "w") as f:
         f.write(OmegaConf.to_yaml(OmegaConf.create(results_dict(study, storage_url))))
-    os.replace(tmp, path)
+    publish(tmp, path)
     return path
 
 

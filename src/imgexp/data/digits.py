@@ -5,13 +5,15 @@ when complete, so a half-written export is never mistaken for a finished one.
 """
 
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from imgexp.atomic import publish
+from imgexp.errors import ImgexpError
 
 log = logging.getLogger(__name__)
 COMPLETE_MARKER = ".export-complete"
@@ -22,6 +24,11 @@ def ensure_digits(root: str | Path) -> Path:
     root = Path(root)
     if (root / COMPLETE_MARKER).exists():
         return root
+    if root.is_dir() and any(root.iterdir()):
+        # never remove a folder this code did not finish writing: it is the user's
+        raise ImgexpError(f"data.root={root} holds files but is not the built-in digits (no "
+                          f"{COMPLETE_MARKER}): for your own images use data=folder "
+                          f"data.root={root}; for the digits, point data.root at a new folder")
     from sklearn.datasets import load_digits
 
     log.info("Exporting scikit-learn digits to %s (first use)", root)
@@ -36,9 +43,9 @@ def ensure_digits(root: str | Path) -> Path:
             class_dir.mkdir(exist_ok=True)
             Image.fromarray(img, mode="L").save(class_dir / f"{i:04d}.png")
         (tmp / COMPLETE_MARKER).write_text(f"{len(images)} images\n")
-        if root.exists():  # a partial export from an interrupted older version of this code
-            shutil.rmtree(root)
-        os.replace(tmp, root)
+        if root.exists():  # empty (checked above)
+            root.rmdir()
+        publish(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -6,13 +6,12 @@ A file whose extension lies about its content gets the right one appended, becau
 readers pick files by extension.
 """
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from imgexp.atomic import PLACEMENT_MODES, place_file
+from imgexp.atomic import PLACEMENT_MODES, place_file, publish
 from imgexp.errors import ImgexpError
 from imgexp.prepare.sniff import CANONICAL_EXTENSION, EXTENSION_FORMATS
 
@@ -42,7 +41,7 @@ def export_split(root: Path, items: list[ExportItem], dest: Path, mode: str) -> 
             target = tmp / export_path(item)
             target.parent.mkdir(parents=True, exist_ok=True)
             place_file(root / item.path, target, mode, "prepare.export")
-        os.replace(tmp, dest)
+        publish(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
