@@ -100,8 +100,8 @@ def test_compare_refuses_folders_without_runs(tmp_path):
 
 
 def test_a_continued_study_does_not_replay_the_seeded_samplers_first_draws(tmp_path):
-    """A rerun (or a second worker) after k trials draws from seed + k: seed 42 again would
-    propose trial 0's parameters once more and waste a trial."""
+    """A rerun (or a second worker) after k trials draws from a seed mixed from (seed, k): seed
+    42 again would propose trial 0's parameters once more and waste a trial."""
     from pathlib import Path
 
     from omegaconf import OmegaConf
@@ -121,3 +121,12 @@ def test_a_continued_study_does_not_replay_the_seeded_samplers_first_draws(tmp_p
     lr = first.ask().suggest_float("lr", 1e-5, 1e-1, log=True)
     again = open_study()  # the study now holds one trial
     assert again.ask().suggest_float("lr", 1e-5, 1e-1, log=True) != lr
+
+
+def test_workers_with_consecutive_seeds_do_not_draw_alike_when_one_joins_later():
+    # seed + k made a worker seeded 10 that joined after 1 trial draw exactly like the worker
+    # seeded 11 that started the study (the stranger saw two identical trials)
+    from hydra_plugins.imgexp_optuna_sweeper._impl import joined_seed
+
+    assert joined_seed(10, 1) != 11 and joined_seed(10, 1) == joined_seed(10, 1)
+    assert len({joined_seed(s, k) for s in range(20) for k in range(1, 20)}) == 19 * 20

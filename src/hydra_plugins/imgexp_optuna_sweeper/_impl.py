@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
@@ -79,6 +80,11 @@ def _format(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
+def joined_seed(seed: int, done: int) -> int:
+    """The sampler seed of a run that joins a study holding `done` trials."""
+    return int(np.random.SeedSequence([seed, done]).generate_state(1)[0])
+
+
 class OptunaSweeperImpl:
     def __init__(self, sampler, pruner, direction, study_name, storage, n_trials, n_jobs,
                  max_failure_rate, heartbeat_interval, grace_period, params) -> None:
@@ -122,9 +128,10 @@ class OptunaSweeperImpl:
         done = len(study.get_trials(deepcopy=False))
         if done and self.sampler_cfg.get("seed") is not None:
             # a seeded sampler would replay the draws of the study's first trials: continuing
-            # (or joining) a study after k trials draws from seed + k, reproducibly
-            study.sampler = instantiate(self.sampler_cfg, seed=self.sampler_cfg.seed + done,
-                                        **extra)
+            # (or joining) a study after k trials draws from a seed mixed from (seed, k),
+            # reproducibly; not seed + k, which a worker seeded seed + 1 would also draw from
+            study.sampler = instantiate(self.sampler_cfg, seed=joined_seed(
+                self.sampler_cfg.seed, done), **extra)
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(self.pruner_cfg, resolve=True))
         self.storage_url = storage
         log.info("Study %s in %s: %d finished trial(s) already, %d wanted", name, storage,
