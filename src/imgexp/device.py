@@ -78,6 +78,9 @@ def resolve_precision(precision: str, device: torch.device, measure=None,
     if precision not in PRECISIONS:
         raise ImgexpError(f"{key}={precision!r} is not an option: use {PRECISIONS}")
     if precision != "auto":
+        if precision == "bf16" and not bf16_native(device):
+            log.warning("%s=bf16 on hardware without native bf16: emulated, usually slower "
+                        "than fp32 (auto would pick fp32 here)", key)
         return precision
     forced = os.environ.get(PRECISION_ENV)
     if forced:

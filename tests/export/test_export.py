@@ -85,3 +85,14 @@ def test_predict_on_a_file_that_is_not_onnx_is_one_line(tmp_path, digits_root):
                                      f"output={tmp_path / 'out'}"], tmp_path / "run")
     with pytest.raises(ImgexpError, match="is not a readable ONNX model"):
         predict_folder(cfg)
+
+
+def test_an_onnx_model_checks_the_precision_and_says_bf16_does_not_apply(exported, caplog):
+    # the .onnx path ignored inference.precision (any value ran, fp32) without a word
+    from imgexp.models.inference import load_for_inference
+
+    with pytest.raises(ImgexpError, match="inference.precision='fp16'"):
+        load_for_inference(exported["path"], "auto", {"precision": "fp16"})
+    with caplog.at_level("WARNING"):
+        _, inference = load_for_inference(exported["path"], "auto", {"precision": "bf16"})
+    assert "runs in fp32" in caplog.text and inference.fields()["precision"] == "fp32"

@@ -138,3 +138,14 @@ def test_explain_collects_activations_in_the_configured_precision(tmp_path, digi
     assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
     assert probs.dtype == np.float32 and probs.shape == (4, 10)
     assert all(a.dtype == np.float32 and len(a) == 4 for a in acts.values())
+
+
+def test_bf16_asked_for_where_it_is_emulated_warns_and_native_does_not(monkeypatch, caplog):
+    # forced bf16 ran at half the fp32 speed on a CPU without native bf16, without a word
+    cpu = torch.device("cpu")
+    for native, warned in ((False, True), (True, False)):
+        monkeypatch.setattr(device_mod, "bf16_native", lambda device, n=native: n)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert device_mod.resolve_precision("bf16", cpu) == "bf16"
+        assert ("emulated" in caplog.text) is warned

@@ -1,6 +1,7 @@
 """Run a checkpoint over images in batches: the one loop eval, predict and the threshold
 helper share, so they cannot disagree on how an image becomes a prediction."""
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -8,9 +9,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from imgexp.device import Inference, resolve_inference
+from imgexp.device import PRECISIONS, Inference, resolve_inference
+from imgexp.errors import ImgexpError
 from imgexp.models.data_config import input_size
 from imgexp.progress import progress as progress_bar
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,6 +39,13 @@ def load_for_inference(path: str | Path, device: str, settings) -> tuple[object,
     if Path(path).suffix.lower() == ".onnx":
         from imgexp.models.onnx_model import OnnxClassifier
 
+        precision = settings["precision"]
+        if precision not in PRECISIONS:
+            raise ImgexpError(f"inference.precision={precision!r} is not an option: use "
+                              f"{PRECISIONS}")
+        if precision == "bf16":
+            log.warning("inference.precision=bf16 does not apply to %s: an .onnx model runs "
+                        "in fp32 (the precision its export was checked in)", path)
         return OnnxClassifier(path), Inference(torch.device("cpu"))
     from imgexp.models.factory import load_model
 
