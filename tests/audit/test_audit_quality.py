@@ -54,3 +54,18 @@ def test_each_planted_defect_is_found_and_the_clean_set_is_not_flagged(rows):
 def test_each_threshold_switches_its_check_off(rows, kind):
     assert kind in {issue for _, issue in flagged(rows)}
     assert kind not in {issue for _, issue in flagged(rows, f"audit.quality.{OFF[kind]}")}
+
+
+def test_a_dark_colour_photo_is_dark_not_also_grayscale(tmp_path):
+    # at 5% brightness a colour photo has too little colour left: it was counted twice
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(20):
+        Image.fromarray(rng.integers(40, 215, (64, 64, 3), dtype=np.uint8)).save(
+            path := tmp_path / f"clean{i}.png")
+        paths.append(path)
+    dark = (rng.integers(40, 215, (64, 64, 3)) * 0.01).astype(np.uint8)  # channels within 2
+    Image.fromarray(dark).save(path := tmp_path / "dark.png")
+    paths.append(path)
+    issues = {issue for i, issue in flagged(np.stack([describe(p) for p in paths])) if i == 0}
+    assert issues == {"dark"}

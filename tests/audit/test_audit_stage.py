@@ -189,6 +189,8 @@ def test_report_html_in_headless_chromium_shows_every_finding(audited):
         leak_pairs = driver.execute_script("return document.querySelectorAll('#leaks .pair')"
                                            ".length")
         bars = driver.execute_script("return document.querySelectorAll('#classes .bar').length")
+        links = driver.execute_script(
+            "return Array.from(document.links).map(a => a.getAttribute('href'))")
     finally:
         driver.quit()
     assert n_images > 0 and broken == []
@@ -196,6 +198,8 @@ def test_report_html_in_headless_chromium_shows_every_finding(audited):
         assert (run_dir / href).is_file() and count == len(read(run_dir, finding))
     assert pairs == summary["near_duplicates"]["pairs"] and leak_pairs == summary["leaks"]
     assert bars == len(CLASSES)
+    # every CSV the audit writes is linked from the page (correlations.csv was not)
+    assert {p.name for p in run_dir.glob("*.csv")} <= set(links)
 
 
 def test_a_checkpoint_s_embeddings_feed_the_label_check(digits_root, digits_ckpt, tmp_path):

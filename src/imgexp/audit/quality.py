@@ -42,6 +42,8 @@ def quality_issues(rows: np.ndarray, q: DictConfig) -> list[tuple[int, str, floa
             flag = flag & ~checks["dark"][0] & ~checks["overexposed"][0]
         if issue == "blurry":
             flag = flag & ~checks["low_information"][0] & ~checks["dark"][0]
+        if issue == "grayscale":  # a nearly black colour photo has no colour left to see
+            flag = flag & ~checks["dark"][0] & ~checks["low_information"][0]
         idx = np.flatnonzero(flag)
         out += sorted(((int(i), issue, float(np.clip(score[i], 0, 1))) for i in idx),
                       key=lambda t: -t[2])
