@@ -137,6 +137,15 @@ def test_a_user_error_is_printed_once(tmp_path):
     assert out.count(str(tmp_path / "absent")) == 1 and "Traceback" not in out, out
 
 
+def test_a_user_error_raised_inside_a_config_constructor_is_one_line(tmp_path, data_dir):
+    # Hydra's instantiate wrapped it: 5 lines of "Error executing job ... full_key: data"
+    proc = run_stage("train", f"paths.data_dir={data_dir}", "data.cache=bogus",
+                     f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: data.cache='bogus' is not an option: use auto, ram or none"], proc.stderr
+
+
 def test_enable_progress_bar_false_alone_trains_with_no_progress(tmp_path, data_dir, caplog,
                                                                 capsys):
     from imgexp.train.fit import fit_and_test

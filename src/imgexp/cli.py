@@ -126,10 +126,13 @@ def stage_main(config_name: str) -> Callable:
                     return fn(cfg)
                 except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:
                     raise unset_keys_error([_missing_key(exc)]) from exc
-            except ImgexpError as exc:
-                if _in_multirun():
+            except Exception as exc:
+                # Hydra's instantiate wraps what a constructor raises (data.cache=bogus) in
+                # InstantiationException: the project's own message is the cause
+                error = exc if isinstance(exc, ImgexpError) else exc.__cause__
+                if not isinstance(error, ImgexpError) or _in_multirun():
                     raise
-                print(f"error: {exc}", file=sys.stderr)
+                print(f"error: {error}", file=sys.stderr)
                 sys.exit(1)
 
         @functools.wraps(main)
