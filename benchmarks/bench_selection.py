@@ -37,7 +37,7 @@ FRACTIONS = (0.1, 0.3)
 # of images kept, common ones thinned out)
 SCENARIOS = {"balanced": None,
              "long-tailed": (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12, 0.09, 0.06, 0.05)}
-WITHIN = ("kcenter", "typical", "centroid", "random")
+WITHIN = ("typical", "kcenter", "centroid", "random")
 BATCH = 32
 
 

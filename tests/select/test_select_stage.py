@@ -157,5 +157,6 @@ def test_bad_option_is_a_clear_error(data_dir, digits_ckpt, tmp_path):
 def test_large_preset_and_defaults_compose(tmp_path):
     cfg = compose_config("select", ["data.root=/images", "select=large"], tmp_path)
     assert (cfg.select.method, cfg.select.pca_dim, cfg.select.n_clusters) == ("minibatch", 128, 50)
-    assert cfg.select.within == "kcenter" and cfg.task_name == "select"
+    assert cfg.select.within == "kcenter" and cfg.task_name == "select"  # linear at scale
+    assert compose_config("select", ["data.root=/images"], tmp_path).select.within == "typical"
     assert cfg.model.backbone.name == "resnet50" and cfg.select.cache_dir.endswith("cache/features")
