@@ -31,9 +31,9 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from benchmarks import predict_timm
-from benchmarks.common import camera_jpegs, median_time, real_photos_or_digits
+from benchmarks.common import camera_jpegs, median_time, real_photos_or_digits, untrained_checkpoint
 from imgexp.data.splits import is_candidate_image
-from imgexp.models import build_model, load_model
+from imgexp.models import load_model
 from imgexp.paths import CONFIG_DIR
 from imgexp.predict.pipeline import predict_folder
 
@@ -42,17 +42,8 @@ BIG_PHOTOS = 40  # 12-megapixel camera photos
 
 
 def make_checkpoint(folder: Path, image_size: int) -> Path:
-    """A checkpoint with the contract's contents (weights, class names, config), untrained."""
-    GlobalHydra.instance().clear()
-    overrides = ["experiment=digits_cnn", f"data.image_size={image_size}", "paths.output_dir=."]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    classes = [str(d) for d in range(10)]
-    model = build_model(cfg, classes)
-    path = folder / f"model_{image_size}.ckpt"
-    torch.save({"state_dict": model.state_dict(),
-                "imgexp": {"class_names": classes, "config": model.config}}, path)
-    return path
+    return untrained_checkpoint(folder / f"model_{image_size}.ckpt",
+                                ["experiment=digits_cnn", f"data.image_size={image_size}"])
 
 
 def per_image_loop(ckpt: Path, paths: list[Path], output: Path) -> None:

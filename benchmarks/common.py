@@ -43,3 +43,23 @@ def camera_jpegs(paths: list[Path], folder: Path, side: tuple[int, int] = (4000,
         Image.open(path).convert("RGB").resize(side, Image.BILINEAR).save(target, quality=90)
         out.append(target)
     return out
+
+
+def untrained_checkpoint(path: Path, overrides: list[str]) -> Path:
+    """A checkpoint with the contract's contents (weights, class names, config) of the train
+    config composed with `overrides`, untrained: throughput does not depend on the weights."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from imgexp.models import build_model
+    from imgexp.paths import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, "paths.output_dir=."])
+    classes = [str(d) for d in range(10)]
+    model = build_model(cfg, classes)
+    torch.save({"state_dict": model.state_dict(),
+                "imgexp": {"class_names": classes, "config": model.config}}, path)
+    return path

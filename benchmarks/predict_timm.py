@@ -14,15 +14,12 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 
 import imgexp.device as device
+from benchmarks.common import untrained_checkpoint
 from imgexp.data.dataset import ImageFiles
-from imgexp.models import build_model, load_model
+from imgexp.models import load_model
 from imgexp.models.inference import inference_for
-from imgexp.paths import CONFIG_DIR
 
 ARCHS = ("resnet50", "efficientnet_b0")
 SIZE = 224
@@ -30,17 +27,8 @@ BATCH = 16  # predict's CPU default
 
 
 def make_checkpoint(folder: Path, arch: str) -> Path:
-    GlobalHydra.instance().clear()
-    overrides = [f"model/backbone={arch}", f"data.image_size={SIZE}", "paths.output_dir=."]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    classes = [str(d) for d in range(10)]
-    model = build_model(cfg, classes)
-    path = folder / f"{arch}.ckpt"
-    torch.save({"state_dict": model.state_dict(),
-                "imgexp": {"class_names": classes, "config": OmegaConf.to_container(
-                    cfg, resolve=True)}}, path)
-    return path
+    return untrained_checkpoint(folder / f"{arch}.ckpt",
+                                [f"model/backbone={arch}", f"data.image_size={SIZE}"])
 
 
 def model_only(ckpt: Path, images: torch.Tensor, precision: str) -> tuple[float, str]:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
 
+from helpers.browser import headless_chromium
 from helpers.config import compose_config
 from helpers.prepare import fingerprint, smooth_image
 from imgexp.audit import pixels
@@ -163,17 +164,8 @@ def test_the_pixel_row_survives_a_turned_jpeg(tmp_path):
 
 
 def test_report_html_in_headless_chromium_shows_every_finding(audited):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        pytest.skip("chromium/chromedriver not installed")
     summary, run_dir = audited
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"):
-        options.add_argument(flag)
-    options.binary_location = shutil.which("chromium")
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
-    driver = webdriver.Chrome(options=options, service=service)
+    driver = headless_chromium()
     try:
         driver.get((run_dir / "report.html").as_uri())
         broken = driver.execute_script(

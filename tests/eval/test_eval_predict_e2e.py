@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from helpers.browser import headless_chromium
 from helpers.config import compose_config
 from helpers.eval import run_stage, write_unseen_images
 from imgexp.errors import ImgexpError
@@ -117,16 +118,7 @@ def test_eval_writes_a_reliability_diagram_that_agrees_with_the_ece(eval_dir):
 
 
 def test_errors_html_in_headless_chromium_sorts_and_filters(eval_dir):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        pytest.skip("chromium/chromedriver not installed")
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"):
-        options.add_argument(flag)
-    options.binary_location = shutil.which("chromium")
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
-    driver = webdriver.Chrome(options=options, service=service)
+    driver = headless_chromium()
     try:
         driver.get((eval_dir / "errors" / "errors.html").as_uri())
         rows = "return Array.from(document.querySelectorAll('#errors tbody tr'))"
