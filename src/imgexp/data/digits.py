@@ -24,8 +24,9 @@ def ensure_digits(root: str | Path) -> Path:
     root = Path(root)
     if (root / COMPLETE_MARKER).exists():
         return root
-    if root.is_dir() and any(root.iterdir()):
-        # never remove a folder this code did not finish writing: it is the user's
+    if root.is_dir() and any(p.is_file() for p in root.rglob("*")):
+        # never remove a folder holding files this code did not finish writing: they are the
+        # user's (its exports are renamed into place whole, so no partial one has files)
         raise ImgexpError(f"data.root={root} holds files but is not the built-in digits (no "
                           f"{COMPLETE_MARKER}): for your own images use data=folder "
                           f"data.root={root}; for the digits, point data.root at a new folder")
@@ -43,8 +44,8 @@ def ensure_digits(root: str | Path) -> Path:
             class_dir.mkdir(exist_ok=True)
             Image.fromarray(img, mode="L").save(class_dir / f"{i:04d}.png")
         (tmp / COMPLETE_MARKER).write_text(f"{len(images)} images\n")
-        if root.exists():  # empty (checked above)
-            root.rmdir()
+        if root.exists():  # folders only (checked above): an interrupted older export
+            shutil.rmtree(root)
         publish(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
