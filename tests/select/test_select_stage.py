@@ -160,3 +160,13 @@ def test_large_preset_and_defaults_compose(tmp_path):
     assert cfg.select.within == "kcenter" and cfg.task_name == "select"  # linear at scale
     assert compose_config("select", ["data.root=/images"], tmp_path).select.within == "typical"
     assert cfg.model.backbone.name == "resnet50" and cfg.select.cache_dir.endswith("cache/features")
+
+
+def test_a_mistyped_within_is_refused_before_any_feature_is_computed(tmp_path, monkeypatch):
+    # it was checked at the selection step, after the whole extraction
+    import imgexp.select.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "list_images", lambda data: pytest.fail("images listed"))
+    cfg = compose_config("select", ["data.root=/images", "select.within=bogus"], tmp_path)
+    with pytest.raises(ImgexpError, match="select.within='bogus' is not an option"):
+        run_select(cfg)

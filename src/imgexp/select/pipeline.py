@@ -15,7 +15,13 @@ from imgexp.features.extractor import FeatureExtractor, extract_features
 from imgexp.select.clustering import Clusters, cluster_features, fit_pca, project
 from imgexp.select.export import export_selection
 from imgexp.select.outputs import write_outputs
-from imgexp.select.selection import cluster_counts, cluster_shares, select, solve_budget
+from imgexp.select.selection import (
+    check_within,
+    cluster_counts,
+    cluster_shares,
+    select,
+    solve_budget,
+)
 from imgexp.select.shards import shard_indices, shard_of
 from imgexp.select.similarity import redundancy_score, similarity_score
 
@@ -82,6 +88,7 @@ def extract_shard(cfg: DictConfig, extractor: FeatureExtractor, paths: list[Path
 def run_select(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     s = cfg.select
+    check_within(s.within)  # before the features: a typo must not cost an extraction
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     root, samples = list_images(cfg.data)

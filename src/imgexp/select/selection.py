@@ -161,9 +161,10 @@ def blocked_kcenter(points: np.ndarray, distances: np.ndarray, count: int, block
 
 def typical(points: np.ndarray, count: int, seed: int) -> np.ndarray:
     """The most typical image of each of `count` look-alike groups of the cluster (k-means
-    inside it), biggest group first: spread like k-center, but never an outlier, which is
+    inside it), biggest group first: spread like k-center, but far fewer outliers, which is
     what a small annotation budget wants (Hacohen et al. 2022, "Active learning on a budget":
-    typical examples win at low budgets, diverse ones at high)."""
+    typical examples win at low budgets, diverse ones at high). An outlier that k-means leaves
+    alone in a group is still that group's pick, last in pick order."""
     if count >= len(points):
         return np.arange(len(points))
     parts = KMeans(count, n_init=1, random_state=seed).fit(points)
@@ -186,12 +187,16 @@ def pick_within(points: np.ndarray, distances: np.ndarray, count: int, within: s
     return blocked_kcenter(points, distances, count, block, int(rng.integers(2**31)))
 
 
+def check_within(within: str) -> None:
+    if within not in WITHIN:
+        raise ImgexpError(f"select.within={within!r} is not an option: use one of {WITHIN}")
+
+
 def select(points: np.ndarray, labels: np.ndarray, distances: np.ndarray, counts: np.ndarray,
            within: str = "kcenter", seed: int = 0,
            block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """-> selected indices (sorted) and each one's rank of pick inside its cluster."""
-    if within not in WITHIN:
-        raise ImgexpError(f"select.within={within!r} is not an option: use one of {WITHIN}")
+    check_within(within)
     rng = np.random.default_rng(seed)
     chosen, ranks = [], []
     for c, count in enumerate(counts):
