@@ -170,3 +170,12 @@ def test_a_mistyped_within_is_refused_before_any_feature_is_computed(tmp_path, m
     cfg = compose_config("select", ["data.root=/images", "select.within=bogus"], tmp_path)
     with pytest.raises(ImgexpError, match="select.within='bogus' is not an option"):
         run_select(cfg)
+
+
+def test_an_empty_folder_is_no_images_not_a_request_for_class_folders(tmp_path):
+    # select reads a flat folder too: "has no class folders" sent the user the wrong way
+    (tmp_path / "empty").mkdir()
+    cfg = compose_config("select", [f"data.root={tmp_path / 'empty'}"], tmp_path / "run")
+    with pytest.raises(ImgexpError, match="no images under data.root=") as err:
+        run_select(cfg)
+    assert "class folders" not in str(err.value)

@@ -41,6 +41,10 @@ def list_images(data_cfg: DictConfig) -> tuple[Path, list[Sample]]:
         if _is_flat(root):
             files = sorted(p.relative_to(root).as_posix() for p in image_files(root))
             return root, [Sample(f, "", "") for f in files]
+        if root.is_dir() and not any(p.is_file() for p in root.rglob("*")):  # stops at one
+            # the data module would ask for class folders, which select does not need
+            raise ImgexpError(f"no images under data.root={root}: put the images there, as they "
+                              "are or in one sub-folder per class")
     datamodule = instantiate(data_cfg, _recursive_=False)
     datamodule.resolve()
     return Path(datamodule.root), list(datamodule.samples)
