@@ -10,12 +10,11 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 import imgexp.select
-from imgexp.select.clustering import cluster_features, run_kmeans
-from imgexp.select.pipeline import choose_counts, selection_space
-from imgexp.select.selection import select
+from imgexp.select.clustering import Clusters, cluster_features, run_kmeans
+from imgexp.select.pipeline import choose_counts, pick
 
 K = 20
 # the stage's defaults (the select group lives in its package)
@@ -36,13 +35,14 @@ def synthetic(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return x
 
 
-def cluster_and_select(x: np.ndarray) -> int:
-    clusters = cluster_features(x, K, seed=0)
-    sizes = np.bincount(clusters.labels, minlength=K)
-    counts = choose_counts(sizes, SELECT)
-    chosen, _ = select(selection_space(clusters, SELECT.kcenter_dim, 0), clusters.labels,
-                       clusters.distances, counts, SELECT.within, 0, SELECT.kcenter_block)
-    return len(chosen)
+def select_from(clusters: Clusters, s: DictConfig = SELECT) -> int:
+    """The selection after the clustering, as run_select does it with settings `s`."""
+    counts = choose_counts(np.bincount(clusters.labels, minlength=len(clusters.centroids)), s)
+    return len(pick(clusters, counts, s, 0)[0])
+
+
+def cluster_and_select(x: np.ndarray, s: DictConfig = SELECT) -> int:
+    return select_from(cluster_features(x, K, seed=0, show_progress=False), s)
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:

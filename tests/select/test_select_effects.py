@@ -29,12 +29,12 @@ def test_select_ckpt_features_embed_or_raw_features(digits_ckpt, digits_root):
 def test_select_kcenter_dim_sets_the_traversal_space():
     from types import SimpleNamespace
 
-    from imgexp.select.pipeline import selection_space
+    from imgexp.select.pipeline import selection_transform
 
     space = np.random.default_rng(0).normal(size=(200, 32))
     clusters = SimpleNamespace(space=space)
-    assert selection_space(clusters, 8, seed=0).shape == (200, 8)
-    assert selection_space(clusters, None, seed=0) is space  # null: every dimension
+    assert selection_transform(clusters, 8, seed=0)(space[:50]).shape == (50, 8)
+    assert selection_transform(clusters, None, seed=0) is None  # null: every dimension
 
 
 def test_select_score_sizes_set_the_spread_and_the_sample():

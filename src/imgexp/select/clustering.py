@@ -18,7 +18,7 @@ from imgexp.progress import progress
 
 log = logging.getLogger(__name__)
 METHODS = ("auto", "kmeans", "minibatch", "faiss")
-ROWS_PER_STEP = 16_384  # rows transformed at a time: peak memory stays near one feature copy
+ROWS_PER_STEP = 16_384  # rows transformed or assigned at a time (a multiple of 256, see assign)
 
 
 @dataclass
@@ -76,12 +76,23 @@ def run_kmeans(x: np.ndarray, k: int, method: str = "auto", minibatch_above: int
         labels, centroids = _faiss_kmeans(x, k, seed)
         return labels, centroids, method
     if method == "minibatch":
+        # labels by assign(), not by fit: its chunks keep the pass's memory bounded
         model = MiniBatchKMeans(k, random_state=seed, batch_size=4096, n_init=3,
-                                max_no_improvement=20)
-    else:
-        model = KMeans(k, random_state=seed, n_init="auto")
+                                max_no_improvement=20, compute_labels=False).fit(x)
+        return assign(model, x), model.cluster_centers_.astype(np.float32), method
+    model = KMeans(k, random_state=seed, n_init="auto")
     labels = model.fit_predict(x)
     return labels.astype(np.int64), model.cluster_centers_.astype(np.float32), method
+
+
+def assign(model: MiniBatchKMeans, x: np.ndarray) -> np.ndarray:
+    """Each row's nearest centroid, ROWS_PER_STEP rows at a time: no temporary grows with N
+    but the labels. scikit-learn assigns in blocks of 256 rows whatever it is given, so whole
+    blocks per step give the very labels of one call over all rows."""
+    labels = np.empty(len(x), dtype=np.int64)
+    for i in range(0, len(x), ROWS_PER_STEP):
+        labels[i:i + ROWS_PER_STEP] = model.predict(x[i:i + ROWS_PER_STEP])
+    return labels
 
 
 def distances_to_centroids(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray

@@ -2,6 +2,8 @@
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +71,23 @@ def choose_counts(sizes: np.ndarray, s: DictConfig) -> np.ndarray:
                           s.min_per_cluster)
 
 
-def selection_space(clusters: Clusters, dim: int | None, seed: int) -> np.ndarray:
-    """k-center distances in at most `dim` dimensions: its cost is (picks x cluster size x D)."""
+def selection_transform(clusters: Clusters, dim: int | None, seed: int
+                        ) -> Callable[[np.ndarray], np.ndarray] | None:
+    """k-center distances in at most `dim` dimensions (its cost is picks x cluster size x D):
+    a PCA fitted on a sample of the whole space, which select() applies cluster by cluster
+    (no projected copy of all N points); None: the space as it is."""
     space = clusters.space
-    if dim and space.shape[1] > dim and len(space) > dim:
-        space = project(fit_pca(space, dim, seed), space)
-    return space
+    if not (dim and space.shape[1] > dim and len(space) > dim):
+        return None
+    return partial(project, fit_pca(space, dim, seed))
+
+
+def pick(clusters: Clusters, counts: np.ndarray, s: DictConfig, seed: int
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """select() with the stage's settings: k-center in select.kcenter_dim dimensions."""
+    return select(clusters.space, clusters.labels, clusters.distances, counts, s.within, seed,
+                  s.kcenter_block, selection_transform(
+                      clusters, s.kcenter_dim if s.within == "kcenter" else None, seed))
 
 
 def extract_shard(cfg: DictConfig, extractor: FeatureExtractor, paths: list[Path],
@@ -130,10 +143,7 @@ def run_select(cfg: DictConfig) -> dict:
                                 list(s.auto_k) if s.auto_k else None, cfg.seed, s.progress)
     sizes = np.bincount(clusters.labels, minlength=len(clusters.centroids))
     counts = choose_counts(sizes, s)
-    chosen, ranks = select(selection_space(clusters, s.kcenter_dim if s.within == "kcenter"
-                                           else None, cfg.seed),
-                           clusters.labels, clusters.distances, counts, s.within, cfg.seed,
-                           s.kcenter_block)
+    chosen, ranks = pick(clusters, counts, s, cfg.seed)
 
     center = features.mean(0)  # one origin for both sets, so their scores compare
     similarity = {}

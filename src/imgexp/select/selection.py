@@ -10,6 +10,7 @@ multiplying every size by k changes no share, and clusters of close sizes get cl
 
 import heapq
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -193,9 +194,13 @@ def check_within(within: str) -> None:
 
 
 def select(points: np.ndarray, labels: np.ndarray, distances: np.ndarray, counts: np.ndarray,
-           within: str = "kcenter", seed: int = 0,
-           block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """-> selected indices (sorted) and each one's rank of pick inside its cluster."""
+           within: str = "kcenter", seed: int = 0, block: int | None = None,
+           transform: Callable[[np.ndarray], np.ndarray] | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """-> selected indices (sorted) and each one's rank of pick inside its cluster.
+
+    `transform` (e.g. a PCA projection) is applied to one cluster's points at a time, so the
+    transformed copy of every point never exists at once."""
     check_within(within)
     rng = np.random.default_rng(seed)
     chosen, ranks = [], []
@@ -203,8 +208,8 @@ def select(points: np.ndarray, labels: np.ndarray, distances: np.ndarray, counts
         members = np.flatnonzero(labels == c)
         if count == 0 or len(members) == 0:
             continue
-        order = pick_within(points[members], distances[members], int(count), within, rng,
-                            block)
+        pts = points[members] if transform is None else transform(points[members])
+        order = pick_within(pts, distances[members], int(count), within, rng, block)
         chosen.append(members[order])
         ranks.append(np.arange(len(order)))
     chosen_all, ranks_all = np.concatenate(chosen), np.concatenate(ranks)
