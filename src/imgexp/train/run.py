@@ -21,10 +21,11 @@ def report(metrics: dict, run_dir: Path) -> None:
 @stage_main("train")
 def main(cfg: DictConfig) -> float | None:
     from imgexp.train.fit import fit_and_test
-    from imgexp.training.ddp import is_rank_zero
+    from imgexp.training.ddp import ddp_job_of_a_sweep, is_rank_zero
 
     quiet_libraries()
-    metrics = fit_and_test(cfg)
+    with ddp_job_of_a_sweep(cfg.trainer):
+        metrics = fit_and_test(cfg)
     if is_rank_zero():
         report(metrics, Path(cfg.paths.output_dir))
     value = metrics.get(cfg.get("optimized_metric") or "")
