@@ -19,6 +19,10 @@ from imgexp.select.pipeline import choose_counts, pick
 K = 20
 # the stage's defaults (the select group lives in its package)
 SELECT = OmegaConf.load(Path(imgexp.select.__file__).parent / "conf" / "select" / "default.yaml")
+# select=large: its own keys over the defaults (its `defaults` list is Hydra's, not a setting)
+LARGE = OmegaConf.merge(SELECT, {k: v for k, v in OmegaConf.load(
+    Path(imgexp.select.__file__).parent / "conf" / "select" / "large.yaml").items()
+    if k != "defaults"})
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -1,19 +1,22 @@
 """sharded_select: imgexp-select's extraction split in 2 shard processes (each its half of
 the images, one shared feature cache) vs 1 process over all of them, images/s ratio on this
-machine; and the clustering step alone (mini-batch k-means + selection, what runs after the
-shards) from 200k to 1M vectors: its time, and its peak memory beyond the feature matrix it
-is given (goal: bounded by its batches, not growing like N x D).
+machine; and what runs after the shards, from 200k to 1M vectors: the clustering step
+(mini-batch k-means + the assignment pass; goal: memory bounded by its chunks, not growing
+like N x D) and the k-center selection (select=large), each with its time and extra memory.
 """
 
 import multiprocessing as mp
 import os
+import resource
+import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-from benchmarks.bench_clustering import cluster_and_select, synthetic
+from benchmarks.bench_clustering import LARGE, K, select_from, synthetic
 from benchmarks.common import real_photos_or_digits
+from imgexp.select.clustering import cluster_features
 from imgexp.select.shards import shard_indices
 
 BACKBONE = {"_target_": "imgexp.models.backbones.TimmBackbone", "name": "resnet18"}
@@ -48,16 +51,49 @@ def extraction_seconds(paths: list[Path], shards: int) -> float:
     return time.perf_counter() - start
 
 
-def clustering_figures(n: int, dim: int) -> tuple[float, float, float]:
-    """-> seconds, peak traced MiB beyond the input, input MiB."""
+def _clustering_child(n: int, dim: int, queue) -> None:
+    """In a fresh process: the clustering step (mini-batch k-means + the assignment pass), then
+    the selection (select=large: k-center in blocks), each timed, with its peak traced numpy
+    memory and how much it raised the process's resident high-water mark (ru_maxrss)."""
+    def rss_mib() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     x = synthetic(n, dim)
-    tracemalloc.start()
-    start = time.perf_counter()
-    cluster_and_select(x)
-    seconds = time.perf_counter() - start
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
-    return seconds, peak, x.nbytes / 2**20
+    out = {"features MiB": x.nbytes / 2**20}
+    steps = (("clustering", lambda: cluster_features(x, K, seed=0, show_progress=False)),
+             ("selection", lambda: select_from(clusters, LARGE)))
+    for name, step in steps:
+        before = rss_mib()
+        tracemalloc.start()
+        start = time.perf_counter()
+        result = step()
+        out[f"{name} s"] = time.perf_counter() - start
+        out[f"{name} traced MiB"] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        out[f"{name} rss MiB"] = rss_mib() - before
+        if name == "clustering":
+            clusters = result
+    queue.put(out)
+
+
+def clustering_figures(sizes: tuple[int, ...], dim: int = 128) -> dict:
+    """One fresh process per size (a peak is per process); dim 128 is select=large's PCA."""
+    ctx = mp.get_context("spawn")
+    out = {"clustering": f"synthetic float32 x {dim} dims (select=large's PCA size), k={K}, "
+                         "one run each in its own process; 'extra': the step's peak traced "
+                         "numpy memory (tracemalloc) / rise of the process's ru_maxrss, "
+                         "beyond the features it is given"}
+    for n in sizes:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_clustering_child, args=(n, dim, queue))
+        proc.start()
+        r = queue.get()
+        proc.join()
+        out[f"{n} ({r['features MiB']:.0f} MiB of features): clustering s, extra MiB"] = \
+            f"{r['clustering s']:.1f} s, {r['clustering traced MiB']:.0f} / {r['clustering rss MiB']:.0f}"
+        out[f"{n}: k-center selection s, extra MiB"] = \
+            f"{r['selection s']:.1f} s, {r['selection traced MiB']:.0f} / {r['selection rss MiB']:.0f}"
+    return out
 
 
 def run(quick: bool = False) -> dict:
@@ -72,17 +108,13 @@ def run(quick: bool = False) -> dict:
     out["1 process: images/s"] = round(len(paths) / one, 1)
     out["2 shards: images/s"] = round(len(paths) / two, 1)
     out["2 shards / 1 process throughput"] = round(one / two, 2)
-    dim = 128  # select=large: PCA to 128 before mini-batch k-means
-    sizes = (20_000, 50_000) if quick else (200_000, 500_000, 1_000_000)
-    out["clustering"] = (f"synthetic float32 x {dim} dims (select=large's PCA size), k=20, "
-                         "mini-batch k-means + k-center selection, one run each")
-    for n in sizes:
-        seconds, peak, data = clustering_figures(n, dim)
-        out[f"{n}: cluster+select s"] = round(seconds, 1)
-        out[f"{n}: peak MiB beyond the {data:.0f} MiB of features"] = round(peak)
+    out.update(clustering_figures((20_000, 50_000) if quick else (200_000, 500_000, 1_000_000)))
     return out
 
 
 if __name__ == "__main__":
-    for key, value in run(quick=False).items():
+    # --clustering: the clustering figures alone (no extraction)
+    figures = clustering_figures((200_000, 500_000, 1_000_000)) if "--clustering" in sys.argv \
+        else run(quick=False)
+    for key, value in figures.items():
         print(f"{key}: {value}")

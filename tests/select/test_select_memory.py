@@ -36,6 +36,7 @@ def small_steps(monkeypatch):
     monkeypatch.setattr(clustering, "ROWS_PER_STEP", 512)
 
 
+@pytest.mark.slow  # ~10 s of CPU: mini-batch k-means on 64k rows
 def test_clustering_step_memory_grows_by_scalars_per_row_not_by_rows_of_features(small_steps):
     # above mini-batch k-means' own caps (its init and validation samples: 3 batches of 4096)
     n = 16_000
