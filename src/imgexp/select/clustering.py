@@ -41,10 +41,13 @@ def fit_pca(features: np.ndarray, dim: int, seed: int, max_fit: int = 50_000) ->
     return PCA(dim, svd_solver="randomized", random_state=seed).fit(sample)
 
 
-def project(pca: PCA, features: np.ndarray) -> np.ndarray:
-    out = np.empty((len(features), pca.n_components_), dtype=np.float32)
-    for i in range(0, len(features), ROWS_PER_STEP):
-        out[i:i + ROWS_PER_STEP] = pca.transform(features[i:i + ROWS_PER_STEP])
+def project(pca: PCA, features: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """The rows (default: all) projected, a step at a time: no full-width copy of them."""
+    n = len(features) if rows is None else len(rows)
+    out = np.empty((n, pca.n_components_), dtype=np.float32)
+    for i in range(0, n, ROWS_PER_STEP):
+        step = slice(i, i + ROWS_PER_STEP)
+        out[step] = pca.transform(features[step] if rows is None else features[rows[step]])
     return out
 
 

@@ -74,12 +74,12 @@ def choose_counts(sizes: np.ndarray, s: DictConfig) -> np.ndarray:
 def selection_transform(clusters: Clusters, dim: int | None, seed: int
                         ) -> Callable[[np.ndarray], np.ndarray] | None:
     """k-center distances in at most `dim` dimensions (its cost is picks x cluster size x D):
-    a PCA fitted on a sample of the whole space, which select() applies cluster by cluster
-    (no projected copy of all N points); None: the space as it is."""
+    a PCA fitted on a sample of the whole space, which select() applies to one cluster's rows
+    at a time (no projected copy of all N points); None: the space as it is."""
     space = clusters.space
     if not (dim and space.shape[1] > dim and len(space) > dim):
         return None
-    return partial(project, fit_pca(space, dim, seed))
+    return partial(project, fit_pca(space, dim, seed), space)
 
 
 def pick(clusters: Clusters, counts: np.ndarray, s: DictConfig, seed: int

@@ -199,8 +199,8 @@ def select(points: np.ndarray, labels: np.ndarray, distances: np.ndarray, counts
            ) -> tuple[np.ndarray, np.ndarray]:
     """-> selected indices (sorted) and each one's rank of pick inside its cluster.
 
-    `transform` (e.g. a PCA projection) is applied to one cluster's points at a time, so the
-    transformed copy of every point never exists at once."""
+    `transform(rows)` (e.g. a PCA projection of those rows of `points`) gives one cluster's
+    points at a time, so a transformed copy of every point never exists at once."""
     check_within(within)
     rng = np.random.default_rng(seed)
     chosen, ranks = [], []
@@ -208,7 +208,7 @@ def select(points: np.ndarray, labels: np.ndarray, distances: np.ndarray, counts
         members = np.flatnonzero(labels == c)
         if count == 0 or len(members) == 0:
             continue
-        pts = points[members] if transform is None else transform(points[members])
+        pts = points[members] if transform is None else transform(members)
         order = pick_within(pts, distances[members], int(count), within, rng, block)
         chosen.append(members[order])
         ranks.append(np.arange(len(order)))
