@@ -96,14 +96,14 @@ def _boundaries(segments: np.ndarray) -> np.ndarray:
 
 
 def plot_explanation(image: np.ndarray, segments: np.ndarray, weights: np.ndarray,
-                     heat: np.ndarray, regions: list[int], title: str, path: Path) -> None:
+                     heat: np.ndarray | None, regions: list[int], title: str, path: Path) -> None:
     """Image | LIME top regions (rest dimmed, superpixel borders) | LIME weights per region
-    | Grad-CAM overlay | bar chart of the largest region weights (the seed's figures)."""
+    | Grad-CAM overlay (heat None: the panel says there is none) | bar chart of the largest
+    region weights (the seed's figures)."""
     # small images are enlarged (nearest) so one-pixel region borders stay thin
     scale = max(1, 160 // max(image.shape[:2]))
     image = image.repeat(scale, 0).repeat(scale, 1)
     segments = segments.repeat(scale, 0).repeat(scale, 1)
-    heat = heat.repeat(scale, 0).repeat(scale, 1)
     keep = np.isin(segments, regions)
     shown = image.astype(float) / 255
     focus = np.where(keep[..., None], shown, shown * 0.25)
@@ -114,12 +114,14 @@ def plot_explanation(image: np.ndarray, segments: np.ndarray, weights: np.ndarra
     panels = [(shown, "image", {}), (focus, f"LIME: top {len(regions)} regions", {}),
               (weights[segments], "LIME weight per region",
                {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}),
-              (shown, "Grad-CAM", {})]
+              (shown, "Grad-CAM" if heat is not None else "no Grad-CAM (no gradients)", {})]
     for ax, (data, name, kwargs) in zip(axes, panels, strict=False):
         ax.imshow(data, interpolation="nearest", **kwargs)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    axes[3].imshow(heat, cmap="jet", alpha=0.45, interpolation="bilinear")
+    if heat is not None:
+        axes[3].imshow(heat.repeat(scale, 0).repeat(scale, 1), cmap="jet", alpha=0.45,
+                       interpolation="bilinear")
     order = np.argsort(np.abs(weights))[::-1][:8]
     axes[4].barh([f"region {i}" for i in order][::-1], weights[order][::-1],
                  color=["tab:red" if weights[i] > 0 else "tab:blue" for i in order][::-1])

@@ -117,6 +117,10 @@ class DescriptorBackbone(nn.Module):
     the gallery is computed once for validation, test and eval.
     """
 
+    # numpy and scikit-image in the forward pass: no gradient reaches the pixels, so
+    # gradient methods (explain's Grad-CAM) do not apply; perturbation ones (LIME) do
+    differentiable = False
+
     def __init__(self, kinds=("color",), weights=None, color=None, edge=None, hog=None,
                  gabor=None, daisy=None, cache: bool = True, image_size: int = 64,
                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
