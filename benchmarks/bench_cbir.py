@@ -94,7 +94,7 @@ def dataset_figures(name: str, root: Path, size: int, epochs: int, loop_images: 
                 backbone.describe(image[None])
             loop = time.perf_counter() - start
             figures[f"{label} images/s batched (imgexp) vs per-image loop"] = (
-                f"{len(g_img) / seconds:.0f} vs {len(sample) / loop:.0f} "
+                f"{len(g_img) / seconds:.3g} vs {len(sample) / loop:.3g} "
                 f"({len(g_img) / seconds / (len(sample) / loop):.1f}x), {size}px")
     figures[f"{name} gallery / queries"] = f"{len(g_img)} / {len(q_img)} at {size}px"
     return figures
