@@ -57,3 +57,16 @@ def cbir_ckpt(tmp_path_factory, data_dir) -> Path:
                                "model.backbone.color.bins=4", "model.backbone.color.slices=2"],
                               run_dir, data_dir))
     return run_dir / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def siamese_run(tmp_path_factory, data_dir) -> Path:
+    """experiment=digits_siamese (contrastive loss over in-batch pairs), small and short."""
+    from imgexp.train.fit import fit_and_test
+
+    run_dir = tmp_path_factory.mktemp("siamese_run")
+    fit_and_test(train_config(["experiment=digits_siamese", "data.image_size=16",
+                               "model.backbone.channels=[16,32]", "model.head.dim=32",
+                               "trainer.max_epochs=2", "~callbacks.progressive_unfreezing"],
+                              run_dir, data_dir))
+    return run_dir

@@ -8,7 +8,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from helpers.app import GALLERY_CLASSES, PER_CLASS, make_gallery, settings_file
-from helpers.config import train_config
 from imgexp.app.pairs import calibrate_on_val, cosine
 from imgexp.app.recognise import embed_one, recognise
 from imgexp.app.settings import ENV_VAR
@@ -18,9 +17,6 @@ from imgexp.models import load_model
 
 PAGE_SCRIPT = Path(__file__).parents[2] / "src" / "imgexp" / "app" / "streamlit_app.py"
 SIZE = 16  # both fixtures' image size
-SIAMESE = ["experiment=digits_siamese", f"data.image_size={SIZE}",
-           "model.backbone.channels=[16,32]", "model.head.dim=32", "trainer.max_epochs=2",
-           "~callbacks.progressive_unfreezing"]
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +77,8 @@ def test_descriptor_checkpoint_on_every_page(cbir_ckpt, gallery, tmp_path, monke
 
 
 @pytest.mark.slow  # trains the Siamese model (2 epochs)
-def test_siamese_checkpoint_on_the_compare_page(tmp_path_factory, data_dir, gallery, tmp_path,
-                                                monkeypatch):
-    from imgexp.train.fit import fit_and_test
-
-    run_dir = tmp_path_factory.mktemp("siamese")
-    fit_and_test(train_config(SIAMESE, run_dir, data_dir))
-    ckpt = run_dir / "checkpoints" / "best.ckpt"
+def test_siamese_checkpoint_on_the_compare_page(siamese_run, gallery, tmp_path, monkeypatch):
+    ckpt = siamese_run / "checkpoints" / "best.ckpt"
     assert load_model(ckpt).config["model"]["loss"]["_target_"].endswith("ContrastiveLoss")
     at = start(tmp_path, ckpt, gallery, monkeypatch)
     # the contrastive embedding separates same- from different-class validation pairs
