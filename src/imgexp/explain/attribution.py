@@ -20,6 +20,8 @@ from threadpoolctl import threadpool_limits
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from imgexp.models.descriptors import uncached  # noqa: E402
+
 
 def superpixels(image: np.ndarray, n_segments: int, compactness: float = 20.0,
                 seed: int = 0) -> np.ndarray:
@@ -66,9 +68,10 @@ def lime_weights(model, image: np.ndarray, target: int, segments: np.ndarray,
     mask = torch.from_numpy(segments)[None, None].expand_as(x).long()
     baseline = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
     lime = Lime(model.predict_proba, interpretable_model=SkLearnLasso(alpha=0.001))
-    weights = lime.attribute(x, target=target, feature_mask=mask, baselines=baseline,
-                             n_samples=n_samples, perturbations_per_eval=64,
-                             return_input_shape=False)
+    with uncached(model):
+        weights = lime.attribute(x, target=target, feature_mask=mask, baselines=baseline,
+                                 n_samples=n_samples, perturbations_per_eval=64,
+                                 return_input_shape=False)
     return weights.reshape(-1).detach().numpy()
 
 
