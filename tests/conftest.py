@@ -43,3 +43,30 @@ def digits_run(tmp_path_factory, data_dir) -> Path:
 @pytest.fixture(scope="session")
 def digits_ckpt(digits_run) -> Path:
     return digits_run / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def cbir_ckpt(tmp_path_factory, data_dir) -> Path:
+    """Descriptors (colour + edge) + k-NN head on the digits: nothing to learn, one pass builds
+    the gallery (a few seconds); the checkpoint has buffers but no parameters."""
+    from imgexp.train.fit import fit_and_test
+
+    run_dir = tmp_path_factory.mktemp("cbir_run")
+    fit_and_test(train_config(["model/backbone=descriptors", "model/head=knn",
+                               "model.backbone.kinds=[color,edge]", "data.image_size=16",
+                               "model.backbone.color.bins=4", "model.backbone.color.slices=2"],
+                              run_dir, data_dir))
+    return run_dir / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def siamese_run(tmp_path_factory, data_dir) -> Path:
+    """experiment=digits_siamese (contrastive loss over in-batch pairs), small and short."""
+    from imgexp.train.fit import fit_and_test
+
+    run_dir = tmp_path_factory.mktemp("siamese_run")
+    fit_and_test(train_config(["experiment=digits_siamese", "data.image_size=16",
+                               "model.backbone.channels=[16,32]", "model.head.dim=32",
+                               "trainer.max_epochs=2", "~callbacks.progressive_unfreezing"],
+                              run_dir, data_dir))
+    return run_dir

@@ -28,8 +28,22 @@ def block_outputs(backbone: nn.Module) -> list[str]:
                       "with explain.layers=[...] (see explain.list_layers=true)")
 
 
+def has_gradients(model: nn.Module) -> bool:
+    """False for a backbone computed outside autograd (hand-made descriptors)."""
+    return getattr(model.backbone, "differentiable", True)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model runs: a descriptor model has buffers but no parameters."""
+    tensor = next(iter([*model.parameters(), *model.buffers()]), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
 def default_layers(model: nn.Module) -> list[str]:
-    """Each backbone stage, then the head (logits or embedding)."""
+    """Each backbone stage, then the head (logits or embedding); for descriptors, which have
+    no stages, the fused descriptor vector, then the L2-normalised one the k-NN vote compares."""
+    if not has_gradients(model):
+        return ["backbone", "head"]
     return [f"backbone.{name}" for name in block_outputs(model.backbone)] + ["head"]
 
 
@@ -44,7 +58,7 @@ def map_sizes(model: nn.Module, layers: list[str], image_size: tuple[int, int]
 
     hooks = [model.get_submodule(name).register_forward_hook(
         lambda _m, _i, out, name=name: record(name, out)) for name in layers]
-    device = next(model.parameters()).device
+    device = model_device(model)
     try:
         with torch.inference_mode():
             model(torch.zeros((1, 3, *image_size), dtype=torch.uint8, device=device))
@@ -60,10 +74,20 @@ def _is_flat(size: tuple[int, ...]) -> bool:
     return len(size) != 2 or size[0] * size[1] <= 1
 
 
-def grad_cam_layer(model: nn.Module, requested: str | None, image_size: tuple[int, int]) -> str:
+def grad_cam_layer(model: nn.Module, requested: str | None,
+                   image_size: tuple[int, int]) -> str | None:
     """Grad-CAM's target: `requested`, or the deepest backbone block whose map is larger than
     1x1 at this image size (resnet18's last stage is 1x1 at 32 px); a warning when the
-    layer's map is 1x1 anyway."""
+    layer's map is 1x1 anyway. None (no Grad-CAM) for a model without gradients; asking for
+    a layer there is an error."""
+    if not has_gradients(model):
+        if requested:
+            raise ImgexpError(f"explain.attribution.layer={requested}: Grad-CAM needs "
+                              f"gradients and a {type(model.backbone).__name__} backbone has "
+                              "none; leave it null (LIME still explains each image)")
+        log.info("no Grad-CAM: a %s backbone has no gradients; LIME explains each image",
+                 type(model.backbone).__name__)
+        return None
     if requested:
         layer = check_layers(model, [requested])[0]
         size = map_sizes(model, [layer], image_size).get(layer, ())
@@ -123,7 +147,7 @@ def collect(model: nn.Module, batches: Iterable[torch.Tensor], layers: list[str]
         lambda _m, _i, out, name=name: captured[name].append(_pooled(out).cpu().numpy()))
         for name in layers]
     probs = []
-    inference = inference or Inference(next(model.parameters()).device)
+    inference = inference or Inference(model_device(model))
     try:
         for batch in batches:
             with inference.autocast():

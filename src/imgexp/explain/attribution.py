@@ -20,6 +20,8 @@ from threadpoolctl import threadpool_limits
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from imgexp.models.descriptors import uncached  # noqa: E402
+
 
 def superpixels(image: np.ndarray, n_segments: int, compactness: float = 20.0,
                 seed: int = 0) -> np.ndarray:
@@ -66,9 +68,10 @@ def lime_weights(model, image: np.ndarray, target: int, segments: np.ndarray,
     mask = torch.from_numpy(segments)[None, None].expand_as(x).long()
     baseline = x.mean(dim=(2, 3), keepdim=True).expand_as(x)
     lime = Lime(model.predict_proba, interpretable_model=SkLearnLasso(alpha=0.001))
-    weights = lime.attribute(x, target=target, feature_mask=mask, baselines=baseline,
-                             n_samples=n_samples, perturbations_per_eval=64,
-                             return_input_shape=False)
+    with uncached(model):
+        weights = lime.attribute(x, target=target, feature_mask=mask, baselines=baseline,
+                                 n_samples=n_samples, perturbations_per_eval=64,
+                                 return_input_shape=False)
     return weights.reshape(-1).detach().numpy()
 
 
@@ -96,14 +99,14 @@ def _boundaries(segments: np.ndarray) -> np.ndarray:
 
 
 def plot_explanation(image: np.ndarray, segments: np.ndarray, weights: np.ndarray,
-                     heat: np.ndarray, regions: list[int], title: str, path: Path) -> None:
+                     heat: np.ndarray | None, regions: list[int], title: str, path: Path) -> None:
     """Image | LIME top regions (rest dimmed, superpixel borders) | LIME weights per region
-    | Grad-CAM overlay | bar chart of the largest region weights (the seed's figures)."""
+    | Grad-CAM overlay (heat None: the panel says there is none) | bar chart of the largest
+    region weights (the seed's figures)."""
     # small images are enlarged (nearest) so one-pixel region borders stay thin
     scale = max(1, 160 // max(image.shape[:2]))
     image = image.repeat(scale, 0).repeat(scale, 1)
     segments = segments.repeat(scale, 0).repeat(scale, 1)
-    heat = heat.repeat(scale, 0).repeat(scale, 1)
     keep = np.isin(segments, regions)
     shown = image.astype(float) / 255
     focus = np.where(keep[..., None], shown, shown * 0.25)
@@ -114,12 +117,14 @@ def plot_explanation(image: np.ndarray, segments: np.ndarray, weights: np.ndarra
     panels = [(shown, "image", {}), (focus, f"LIME: top {len(regions)} regions", {}),
               (weights[segments], "LIME weight per region",
                {"cmap": "RdBu_r", "vmin": -limit, "vmax": limit}),
-              (shown, "Grad-CAM", {})]
+              (shown, "Grad-CAM" if heat is not None else "no Grad-CAM (no gradients)", {})]
     for ax, (data, name, kwargs) in zip(axes, panels, strict=False):
         ax.imshow(data, interpolation="nearest", **kwargs)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    axes[3].imshow(heat, cmap="jet", alpha=0.45, interpolation="bilinear")
+    if heat is not None:
+        axes[3].imshow(heat.repeat(scale, 0).repeat(scale, 1), cmap="jet", alpha=0.45,
+                       interpolation="bilinear")
     order = np.argsort(np.abs(weights))[::-1][:8]
     axes[4].barh([f"region {i}" for i in order][::-1], weights[order][::-1],
                  color=["tab:red" if weights[i] > 0 else "tab:blue" for i in order][::-1])

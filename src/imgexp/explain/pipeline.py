@@ -52,9 +52,9 @@ def _shown(images: ImageSet, ex: DictConfig, desc: str):
 
 
 def explain_examples(model, images: ImageSet, table: pd.DataFrame, cfg: DictConfig,
-                     out: Path, seed: int) -> list[dict]:
+                     layer: str | None, out: Path, seed: int) -> list[dict]:
+    """LIME and (at `layer`; None: none) Grad-CAM of the picked examples."""
     settings = cfg.attribution
-    layer = grad_cam_layer(model, settings.layer, images.images.shape[1:3])
     (out / "attribution").mkdir(exist_ok=True)
     done = []
     for kind, i in progress(pick_examples(table, settings.n, seed), enabled=cfg.progress,
@@ -64,11 +64,12 @@ def explain_examples(model, images: ImageSet, table: pd.DataFrame, cfg: DictConf
         segments = attribution.superpixels(image, settings.superpixels, seed=seed)
         weights = attribution.lime_weights(model, image, target, segments,
                                            settings.lime_samples, seed)
-        heat = attribution.grad_cam(model, image, target, layer)
+        heat = attribution.grad_cam(model, image, target, layer) if layer else None
         regions = attribution.top_regions(weights, settings.top_regions)
         row = table.loc[i]
         caption = (f"{kind}: {Path(row['path']).name} — true {row['true']}, predicted "
-                   f"{row['predicted']} ({row['confidence']:.2f}); Grad-CAM at {layer}")
+                   f"{row['predicted']} ({row['confidence']:.2f}); "
+                   + (f"Grad-CAM at {layer}" if layer else "no Grad-CAM (no gradients)"))
         png = f"attribution/{kind}_{i}.png"
         attribution.plot_explanation(image, segments, weights, heat, regions, caption, out / png)
         done.append({"png": png, "caption": caption, "kind": kind, "index": i,
@@ -119,6 +120,9 @@ def run(cfg: DictConfig) -> dict:
     # activations and probabilities only: attributions take gradients in fp32 whatever it says
     inference = inference_for(model, "cpu", cfg.inference)
     layers = check_layers(model, ex.layers or default_layers(model))
+    size = input_size(model)
+    # before the activations: a Grad-CAM layer the model cannot serve is refused at once
+    cam_layer = grad_cam_layer(model, ex.attribution.layer, (size, size))
     out = Path(cfg.paths.output_dir)
     for sub in ("activations", "clustering", "maps", "paths"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -137,7 +141,7 @@ def run(cfg: DictConfig) -> dict:
 
     unseen = unseen_acts = unseen_table = None
     if ex.ood_dir:
-        unseen = load_folder(ex.ood_dir, input_size(model), ex.max_images, seed)
+        unseen = load_folder(ex.ood_dir, size, ex.max_images, seed)
         unseen_acts, unseen_probs = collect(model, _shown(unseen, ex, "activations (ood_dir)"),
                                             layers, inference)
         unseen_table = predictions(unseen, unseen_probs, model.class_names, data_classes)
@@ -163,7 +167,7 @@ def run(cfg: DictConfig) -> dict:
                         PLOTLY_SRC)
 
     ood_info = doubt_on_unseen(table, unseen_table, cfg.split, out) if unseen else None
-    examples = explain_examples(model, images, table, ex, out, seed)
+    examples = explain_examples(model, images, table, ex, cam_layer, out, seed)
     summary = {"checkpoint": str(cfg.ckpt_path), "backbone": type(model.backbone).__name__,
                "head": getattr(model.head, "kind", type(model.head).__name__),
                "split": cfg.split, "images": len(images),

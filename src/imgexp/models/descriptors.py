@@ -8,8 +8,12 @@ L2-normalised and scaled by its weight (the seed's "fusion"), so it plugs in whe
 network backbone does: the k-NN head votes over them, select and the app embed with them.
 """
 
+import contextlib
 import hashlib
+import json
+import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +22,10 @@ from skimage.feature import daisy, hog
 from skimage.filters import gabor_kernel
 from torch import nn
 
+from imgexp.chunks import ChunkStore
 from imgexp.errors import ImgexpError
+
+log = logging.getLogger(__name__)
 
 KINDS = ("color", "edge", "hog", "gabor", "daisy")
 
@@ -113,13 +120,20 @@ class DescriptorBackbone(nn.Module):
 
     The module receives normalised batches like any backbone (`mean`/`std` are the model's)
     and undoes the normalisation to get the pixels back. `cache`: descriptors of a batch
-    image already seen in this process (same pixels, keyed by their hash) are reused, so
-    the gallery is computed once for validation, test and eval.
+    image already seen (same pixels, keyed by their sha256) are reused, so the gallery is
+    computed once for validation and test. `cache_dir`: where they are also kept on disk (the
+    content-keyed store select's cache uses), so the next run and imgexp-eval describe
+    nothing already described with the same settings; only passes without augmentation
+    (eval mode) are kept, since an augmented image is never seen twice.
     """
 
+    # numpy and scikit-image in the forward pass: no gradient reaches the pixels, so
+    # gradient methods (explain's Grad-CAM) do not apply; perturbation ones (LIME) do
+    differentiable = False
+
     def __init__(self, kinds=("color",), weights=None, color=None, edge=None, hog=None,
-                 gabor=None, daisy=None, cache: bool = True, image_size: int = 64,
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+                 gabor=None, daisy=None, cache: bool = True, cache_dir: str | None = None,
+                 image_size: int = 64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
         super().__init__()
         self.kinds = list(kinds)
         unknown = [k for k in self.kinds if k not in KINDS]
@@ -138,10 +152,18 @@ class DescriptorBackbone(nn.Module):
                                      int(gabor.get("orientations", 4)))
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.cache: dict[bytes, torch.Tensor] | None = {} if cache else None
+        self.cache: dict[str, torch.Tensor] | None = {} if cache else None
         self.computed = 0  # images whose descriptors were computed (not taken from the cache)
         probe = torch.zeros(1, 3, image_size, image_size)
         self.num_features = self.describe(probe).shape[1]
+        # the settings that decide a descriptor, not the pixels: the store's key
+        identity = json.dumps({"kinds": self.kinds, "weights": self.weights,
+                               "params": self.params, "gabor": gabor}, sort_keys=True,
+                              default=list)  # a config list (gabor frequencies)
+        key = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        self.store = ChunkStore(Path(cache_dir) / "descriptors" / key) \
+            if cache and cache_dir else None
+        self._stored_loaded = False
 
     def describe(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, D) fused descriptors of (N, 3, H, W) RGB images in [0, 1]."""
@@ -172,9 +194,46 @@ class DescriptorBackbone(nn.Module):
         pixels = (x.float() * self.std + self.mean).cpu()
         if self.cache is None:
             return self.describe(pixels).to(x.device)
-        keys = [hashlib.blake2b(p.numpy().tobytes(), digest_size=16).digest() for p in pixels]
+        self._load_store()
+        keys = [hashlib.sha256(p.numpy().tobytes()).hexdigest() for p in pixels]
         todo = [i for i, key in enumerate(keys) if key not in self.cache]
         if todo:
-            for i, row in zip(todo, self.describe(pixels[todo]), strict=True):
+            rows = self.describe(pixels[todo])
+            for i, row in zip(todo, rows, strict=True):
                 self.cache[keys[i]] = row
+            if self.store is not None and not self.training:
+                self._keep([keys[i] for i in todo], rows)
         return torch.stack([self.cache[key] for key in keys]).to(x.device)
+
+    def _load_store(self) -> None:
+        if self.store is None or self._stored_loaded:
+            return
+        self._stored_loaded = True
+        self.store.compact()
+        for key, row in self.store.load().items():
+            if len(row) == self.num_features:
+                self.cache.setdefault(key, torch.from_numpy(row))
+
+    def _keep(self, keys: list[str], rows: torch.Tensor) -> None:
+        try:
+            self.store.append(keys, rows.numpy())
+        except OSError as exc:  # e.g. a checkpoint's cache_dir from another machine
+            log.warning("descriptor cache %s not writable (%s): not kept on disk",
+                        self.store.dir, exc)
+            self.store = None
+
+
+@contextlib.contextmanager
+def uncached(model: nn.Module):
+    """No descriptor cache inside: for passes over perturbed images (explain's LIME), which
+    are never seen twice and would only fill it."""
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, DescriptorBackbone):
+        yield
+        return
+    saved = backbone.cache, backbone.store
+    backbone.cache, backbone.store = None, None
+    try:
+        yield
+    finally:
+        backbone.cache, backbone.store = saved
