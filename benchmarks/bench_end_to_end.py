@@ -6,6 +6,8 @@ weights and tests them. Both sides alternate in one run (medians), per setting.
 
 imgexp's time is broken down by benchmarks/e2e_timing.py, one extra callback that reads the
 clock in Lightning's hooks. `python -m benchmarks.bench_end_to_end --plain ...` is the script.
+`--before SRC` adds a third side, imgexp from another checkout's src/ (e.g. main's), in the same
+alternation: a before/after comparison under the same load.
 """
 
 import argparse
@@ -95,20 +97,20 @@ def plain(split_csv: Path, root: Path, size: int, epochs: int, out: Path, launch
 
 
 # -- the two sides as processes ---------------------------------------------------------------
-def _env(timing: Path) -> dict:
+def _env(timing: Path, src: Path = REPO / "src") -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(THREADS), "WANDB_MODE": "offline",
-            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+            "PYTHONPATH": os.pathsep.join([str(src), str(REPO)]),
             "IMGEXP_E2E_TIMING": str(timing)}
 
 
-def run_imgexp(setting: dict, epochs: int, work: Path) -> dict:
+def run_imgexp(setting: dict, epochs: int, work: Path, src: Path = REPO / "src") -> dict:
     run_dir, timing = work / f"run{time.time_ns()}", work / "timing.json"
     args = [sys.executable, "-m", "imgexp.train", *setting["overrides"],
             f"data.image_size={setting['size']}", f"trainer.max_epochs={epochs}",
             "augmentation=none", f"hydra.run.dir={run_dir}",
             "+callbacks.e2e_timing._target_=benchmarks.e2e_timing.Timestamps"]
     launched = time.time()
-    subprocess.run(args, check=True, capture_output=True, env=_env(timing), cwd=work)
+    subprocess.run(args, check=True, capture_output=True, env=_env(timing, src), cwd=work)
     end = time.time()
     t = json.loads(timing.read_text())
     first_epoch, val = t["train_epochs"][0][0], sum(b - a for a, b in t["val"])
@@ -172,8 +174,9 @@ def _median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
 
 
-def run(quick: bool = False) -> dict:
-    epochs, repeats = (2, 1) if quick else (5, 3)
+def run(quick: bool = False, epochs: int | None = None, repeats: int | None = None,
+        before: Path | None = None) -> dict:
+    epochs, repeats = epochs or (2 if quick else 5), repeats or (1 if quick else 3)
     load = os.getloadavg()[0]
     figures = {"setup": f"SimpleCNN [32,64,128], Adam lr {LR} + OneCycle, batch {BATCH}, "
                         f"{epochs} epochs, no augmentation, {THREADS} thread(s) "
@@ -187,6 +190,9 @@ def run(quick: bool = False) -> dict:
             for setting, split in cases:
                 sides = [("imgexp", partial(run_imgexp, setting, epochs, work)),
                          ("plain", partial(run_plain, setting, epochs, work, split))]
+                if before:
+                    sides.insert(1, ("imgexp before", partial(run_imgexp, setting, epochs,
+                                                              work, before)))
                 for side, fn in sides[::-1] if rep % 2 else sides:  # alternating who goes first
                     results.setdefault(setting["name"], {}).setdefault(side, []).append(fn())
     for name, sides in results.items():
@@ -197,6 +203,11 @@ def run(quick: bool = False) -> dict:
                                                     round(_median(pl, "wall"), 1)]
         figures[f"{name}: test acc imgexp, plain"] = [round(_median(im, "acc"), 4),
                                                       round(_median(pl, "acc"), 4)]
+        if before:
+            old = sides["imgexp before"]
+            figures[f"{name}: before / plain wall, before wall s, before test acc"] = [
+                round(_median(old, "wall") / _median(pl, "wall"), 2),
+                round(_median(old, "wall"), 1), round(_median(old, "acc"), 4)]
         for side, runs in sides.items():
             figures[f"{name}: {side} breakdown s"] = {
                 k: round(statistics.median(r["breakdown"][k] for r in runs), 1)
@@ -210,9 +221,12 @@ if __name__ == "__main__":
     parser.add_argument("--plain", nargs=6, metavar=("SPLIT", "ROOT", "SIZE", "EPOCHS", "OUT",
                                                      "LAUNCHED"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--repeats", type=int)
+    parser.add_argument("--before", type=Path, help="another checkout's src/ as a third side")
     args = parser.parse_args()
     if args.plain:
         split, root, size, epochs, out, launched = args.plain
         plain(Path(split), Path(root), int(size), int(epochs), Path(out), float(launched))
     else:
-        print(json.dumps(run(args.quick), indent=1))
+        print(json.dumps(run(args.quick, args.epochs, args.repeats, args.before), indent=1))

@@ -53,7 +53,8 @@ def triplet_run(tmp_path_factory, data_dir) -> Path:
 def softmax_runs(tmp_path_factory, data_dir) -> tuple[Path, str, str]:
     """digits_cnn with EMA and W&B offline on 2 ranks for 2 epochs, then resumed to 3."""
     run_dir = tmp_path_factory.mktemp("ddp_softmax")
-    common = ["experiment=digits_cnn", "model.backbone.channels=[16,32]", "callbacks.ema.enabled=true"]
+    common = ["experiment=digits_cnn", "model.backbone.channels=[16,32]", "callbacks.ema.enabled=true",
+              "logger=default"]
     first = train(run_dir, data_dir, [*common, "trainer.max_epochs=2"])
     (run_dir / "probe_rank0.json").rename(run_dir / "first_probe_rank0.json")
     resumed = train(tmp_path_factory.mktemp("ddp_resume_launch"), data_dir,

@@ -7,14 +7,17 @@ The run then ends normally with `trial/pruned` in metrics.json, which the sweepe
 the PRUNED state.
 """
 
-import logging
+from __future__ import annotations
 
-import optuna
+import logging
+from typing import TYPE_CHECKING
+
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, LightningModule, Trainer
 from omegaconf import DictConfig
 
-from imgexp.training.optuna_storage import open_storage
+if TYPE_CHECKING:
+    import optuna
 
 log = logging.getLogger(__name__)
 PRUNER_ATTR = "imgexp_pruner"  # written by the sweeper: the pruner's config
@@ -34,6 +37,12 @@ class OptunaPruning(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit" or not trainer.is_global_zero or self.trial is not None:
             return
+        # here, not at the top: every training run imports this module, and Optuna with its
+        # SQLAlchemy storages costs ~0.6 s of start-up that only a trial uses
+        import optuna
+
+        from imgexp.training.optuna_storage import open_storage
+
         storage = open_storage(self.storage)
         try:
             trial_id = storage.get_trial_id_from_study_id_trial_number(
