@@ -120,7 +120,8 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="no CUDA: check the plumbing")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (with --cpu)")
     parser.add_argument("--skip", nargs="*", default=[],
-                        help="measurements to leave out: training features predict ddp")
+                        help="measurements to leave out: training features predict cpu_bf16 "
+                             "ddp")
     args = parser.parse_args()
     SKIP.extend(args.skip)
     out_dir = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="gpu_check_"))
@@ -193,6 +194,22 @@ def main() -> None:
         seconds = time.perf_counter() - start
         return {f"predict digits_cnn 32 px, {len(paths)} JPEGs, batch {batch} (incl. start-up)"
                 ": img/s": round(len(paths) / seconds, 1)}
+
+    @measure("cpu_bf16")
+    def _cpu_bf16():
+        # issue 16's ">= 3x on a CPU with native bf16": this host's CPU (GPU hosts are often
+        # AVX512-BF16/AMX), imgexp-predict at 224 px vs a naive fp32 loop; the figures say
+        # whether bf16 is native here (if not, they measure fp32 only)
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_predict_224",
+                               *(["--quick"] if quick else [])], capture_output=True,
+                              text=True, timeout=300, cwd=REPO,
+                              env={**os.environ, "WANDB_MODE": "disabled",
+                                   "PYTHONPATH": f"{REPO}:{os.environ.get('PYTHONPATH', '')}"})
+        if proc.returncode:
+            raise RuntimeError("bench_predict_224 exited "
+                               f"{proc.returncode}: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        rows = (line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+        return {f"cpu predict {key}": value for key, value in rows}
 
     @measure("ddp")
     def _ddp():

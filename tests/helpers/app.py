@@ -20,6 +20,8 @@ def make_gallery(digits_root: Path, dest: Path) -> Path:
 
 def settings_file(tmp: Path, ckpt: Path, gallery: Path, name: str = "app_settings.json",
                   **overrides) -> Path:
+    # fp32 unless asked: the tests compare the page with fp32 references at 1e-5
+    overrides.setdefault("precision", "fp32")
     settings = AppSettings(ckpt_path=str(ckpt), gallery=str(gallery),
                            cache_dir=str(tmp / "cache"), **overrides)
     return write_settings(tmp / name, settings)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from imgexp.device import Inference
 from imgexp.unknown import verdict
 
 
@@ -20,9 +21,13 @@ def to_batch(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def recognise(model, pixels: np.ndarray, k: int = 5,
-              unknown_threshold: float = 0.6) -> Recognition:
-    probabilities = model.predict_proba(to_batch([pixels]))[0].float().cpu().numpy()
+def recognise(model, pixels: np.ndarray, k: int = 5, unknown_threshold: float = 0.6,
+              inference: Inference | None = None) -> Recognition:
+    """(in fp32 on the model's device unless `inference` says otherwise)"""
+    inference = inference or Inference(model.device)
+    with torch.inference_mode(), inference.autocast():
+        probabilities = model.predict_proba(inference.inputs(to_batch([pixels])))
+    probabilities = probabilities[0].float().cpu().numpy()
     order = np.argsort(-probabilities, kind="stable")[:k]
     top = [(model.class_names[i], float(probabilities[i])) for i in order]
     label = verdict(probabilities, model.class_names, unknown_threshold)

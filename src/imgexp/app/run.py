@@ -14,7 +14,7 @@ from imgexp.errors import ImgexpError
 PAGE_SCRIPT = Path(__file__).parent / "streamlit_app.py"
 SETTING_KEYS = ("ckpt_path", "gallery", "cache_dir", "unknown_threshold", "compare_threshold",
                 "top_k", "neighbours", "max_upload_mb", "max_pixels", "map_csv",
-                "max_map_points")
+                "max_map_points", "device")
 
 
 def streamlit_command(cfg: DictConfig) -> list[str]:
@@ -25,19 +25,33 @@ def streamlit_command(cfg: DictConfig) -> list[str]:
             "--client.toolbarMode", "minimal"]
 
 
+def app_settings(cfg: DictConfig):
+    """conf/app.yaml as the page script's AppSettings, paths absolute (the app runs elsewhere),
+    the `device` / `inference` group flattened."""
+    from imgexp.app.settings import AppSettings
+    from imgexp.device import PRECISIONS
+
+    if cfg.inference.precision not in PRECISIONS:  # here, in one line, not in the browser
+        raise ImgexpError(f"inference.precision={cfg.inference.precision!r} is not an option: "
+                          f"use {PRECISIONS}")
+    values = {key: cfg[key] for key in SETTING_KEYS}
+    values |= {"precision": cfg.inference.precision,
+               "channels_last": bool(cfg.inference.channels_last)}
+    for key in ("ckpt_path", "gallery", "cache_dir", "map_csv"):
+        values[key] = values[key] and str(Path(values[key]).resolve())
+    return AppSettings.from_mapping(values)
+
+
 @stage_main("app")
 def main(cfg: DictConfig) -> None:
-    from imgexp.app.settings import ENV_VAR, AppSettings, write_settings
+    from imgexp.app.settings import ENV_VAR, write_settings
     from imgexp.models.factory import read_checkpoint
 
     quiet_libraries()
     read_checkpoint(cfg.ckpt_path)  # fail here, in one line, rather than in the browser
     if not Path(cfg.gallery).is_dir():
         raise ImgexpError(f"gallery {cfg.gallery} is not a folder: set gallery=DIR")
-    values = {key: cfg[key] for key in SETTING_KEYS}
-    for key in ("ckpt_path", "gallery", "cache_dir", "map_csv"):  # the app runs elsewhere
-        values[key] = values[key] and str(Path(values[key]).resolve())
-    settings = AppSettings.from_mapping(values)
+    settings = app_settings(cfg)
     settings_file = write_settings(Path(cfg.paths.output_dir) / "app_settings.json", settings)
     print(f"imgexp-app on http://{cfg.host}:{cfg.port} (Ctrl-C stops it)", flush=True)
     env = {**os.environ, ENV_VAR: str(settings_file)}

@@ -25,6 +25,9 @@ class AppSettings:
     max_pixels: int = 50_000_000
     map_csv: str | None = None
     max_map_points: int = 1500
+    device: str = "auto"  # and the two below: conf/inference, resolved by imgexp/device.py
+    precision: str = "auto"
+    channels_last: bool = True
 
     @classmethod
     def from_mapping(cls, values: dict) -> "AppSettings":

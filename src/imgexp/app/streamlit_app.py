@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from imgexp.app.gallery import Gallery, gallery_map, load_gallery, thumbnail
+from imgexp.app.inference import load_classifier, load_extractor
 from imgexp.app.pairs import Threshold, calibrate_on_val, cosine
 from imgexp.app.recognise import embed_one, nearest, recognise
 from imgexp.app.settings import AppSettings, read_settings
@@ -18,7 +19,6 @@ from imgexp.data import UnreadableImage, load_rgb
 from imgexp.data.splits import IMAGE_EXTENSIONS
 from imgexp.errors import ImgexpError
 from imgexp.features.extractor import FeatureExtractor
-from imgexp.models import load_model
 from imgexp.models.data_config import input_size
 from imgexp.unknown import UNKNOWN
 
@@ -26,32 +26,32 @@ PAGES = ("Recognise", "Compare", "Browse")
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 
 
+# keyed by the whole settings (a frozen dataclass): another precision is another model
 @st.cache_resource(show_spinner="Loading the model…")
-def get_model(ckpt_path: str):
-    return load_model(ckpt_path)
+def get_model(settings: AppSettings):
+    """(model, Inference): Recognise's forward in the app's inference.* settings."""
+    return load_classifier(settings)
 
 
 @st.cache_resource(show_spinner=False)
-def get_extractor(ckpt_path: str) -> FeatureExtractor:
-    """The select stage's extractor over the checkpoint's embeddings: gallery, validation
-    images and queries all go through it (fp32: queries and cached vectors match exactly)."""
-    return FeatureExtractor.from_checkpoint(ckpt_path, mode="embed", precision="fp32")
+def get_extractor(settings: AppSettings) -> FeatureExtractor:
+    """Gallery, validation images and queries all go through it, in one precision."""
+    return load_extractor(settings)
 
 
 @st.cache_resource(show_spinner="Embedding the gallery (cached on disk for the next start)…")
-def get_gallery(ckpt_path: str, gallery: str, cache_dir: str) -> Gallery:
-    return load_gallery(gallery, get_extractor(ckpt_path), cache_dir)
+def get_gallery(settings: AppSettings) -> Gallery:
+    return load_gallery(settings.gallery, get_extractor(settings), settings.cache_dir)
 
 
 @st.cache_resource(show_spinner="Choosing the compare threshold on the validation split…")
-def get_threshold(ckpt_path: str, cache_dir: str) -> Threshold:
-    return calibrate_on_val(get_model(ckpt_path), get_extractor(ckpt_path), cache_dir)
+def get_threshold(settings: AppSettings) -> Threshold:
+    return calibrate_on_val(get_model(settings)[0], get_extractor(settings), settings.cache_dir)
 
 
 @st.cache_data(show_spinner="Drawing the gallery map…")
-def get_map(ckpt_path: str, gallery: str, cache_dir: str, map_csv: str | None,
-            max_points: int) -> pd.DataFrame:
-    return gallery_map(get_gallery(ckpt_path, gallery, cache_dir), map_csv, max_points)
+def get_map(settings: AppSettings) -> pd.DataFrame:
+    return gallery_map(get_gallery(settings), settings.map_csv, settings.max_map_points)
 
 
 def image_input(key: str, settings: AppSettings, model, gallery: Gallery,
@@ -87,7 +87,8 @@ def recognise_page(settings: AppSettings, model, gallery: Gallery) -> None:
         st.info("Upload an image (or pick one from the gallery) to recognise it.")
         return
     pixels, display, caption = picked
-    result = recognise(model, pixels, settings.top_k, settings.unknown_threshold)
+    result = recognise(model, pixels, settings.top_k, settings.unknown_threshold,
+                       get_model(settings)[1])
     left, right = st.columns([1, 2])
     left.image(display, caption=caption, width=256)
     right.metric("Prediction", result.label)
@@ -98,7 +99,7 @@ def recognise_page(settings: AppSettings, model, gallery: Gallery) -> None:
         pd.DataFrame(result.top, columns=["class", "probability"]), hide_index=True,
         column_config={"probability": st.column_config.ProgressColumn(
             "probability", min_value=0.0, max_value=1.0, format="%.3f")})
-    query = embed_one(get_extractor(settings.ckpt_path), pixels)
+    query = embed_one(get_extractor(settings), pixels)
     neighbours = nearest(query, gallery.embeddings, settings.neighbours)
     if neighbours:
         st.subheader(f"{len(neighbours)} nearest gallery images")
@@ -121,14 +122,14 @@ def compare_page(settings: AppSettings, model, gallery: Gallery) -> None:
     if None in picked:
         st.info("Choose two images to compare.")
         return
-    extractor = get_extractor(settings.ckpt_path)
+    extractor = get_extractor(settings)
     similarity = cosine(embed_one(extractor, picked[0][0]), embed_one(extractor, picked[1][0]))
     st.metric("Cosine similarity", f"{similarity:.3f}")
     if settings.compare_threshold is not None:
         threshold = Threshold(settings.compare_threshold, float("nan"), 0, "config")
     else:
         try:
-            threshold = get_threshold(settings.ckpt_path, settings.cache_dir)
+            threshold = get_threshold(settings)
         except ImgexpError as exc:
             st.warning(f"No same-class verdict: {exc}")
             return
@@ -142,8 +143,7 @@ def compare_page(settings: AppSettings, model, gallery: Gallery) -> None:
 
 
 def browse_page(settings: AppSettings, gallery: Gallery) -> None:
-    points = get_map(settings.ckpt_path, settings.gallery, settings.cache_dir,
-                     settings.map_csv, settings.max_map_points)
+    points = get_map(settings)
     source = ("the map CSV " + settings.map_csv if settings.map_csv
               else "a PCA of the gallery embeddings")
     st.caption(f"{len(points)} of {len(gallery)} gallery images placed by {source}; "
@@ -162,8 +162,8 @@ def main() -> None:
     st.set_page_config(page_title="imgexp", layout="wide")
     try:
         settings = read_settings()
-        model = get_model(settings.ckpt_path)
-        gallery = get_gallery(settings.ckpt_path, settings.gallery, settings.cache_dir)
+        model = get_model(settings)[0]
+        gallery = get_gallery(settings)
     except ImgexpError as exc:
         st.error(str(exc))
         st.stop()
