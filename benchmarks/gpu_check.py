@@ -44,7 +44,7 @@ def write_results() -> str:
 def measure(name: str):
     """Run fn, keep its figures; on failure keep the error's last line instead."""
     def wrap(fn):
-        if name.split()[0] in SKIP:
+        if name in SKIP:
             FIGURES[f"{name}"] = "skipped (--skip)"
             return fn
         start = time.perf_counter()
@@ -138,7 +138,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    @measure("training throughput")
+    @measure("training")
     def _training():
         figures = {}
         batch, steps = (4, 2) if quick else (128, 30)
@@ -152,7 +152,7 @@ def main() -> None:
 
     paths = synthetic_jpegs(64 if quick else 4096, work / "images")
 
-    @measure("feature extraction")
+    @measure("features")
     def _features():
         from imgexp.features.extractor import FeatureExtractor, extract_features
 
