@@ -71,7 +71,7 @@ def _index_candidates(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
 
     n, dim = vectors.shape
     x = vectors
-    if dim > INDEX_DIM:
+    if dim > INDEX_DIM and n > 8 * INDEX_DIM:  # PCA needs more rows than axes
         pca = faiss.PCAMatrix(dim, INDEX_DIM)
         sample = np.random.default_rng(seed).permutation(n)[:20_000]
         pca.train(vectors[sample])
