@@ -115,6 +115,11 @@ def bench_duplicates(photos: list[Path], n_copies: int, tmp: Path, r: random.Ran
     truth = {(i, len(photos) + n) for n, (i, _) in enumerate(copies)}
     found = {(p["i"], p["j"]) for p in near_duplicates(rows, sha, audit_cfg())[0]}
     precision, recall = precision_recall(found, truth)
+    # the index search (what large sets get) on the same files
+    forced = audit_cfg()
+    forced.near_dup_search = "index"
+    index_p, index_r = precision_recall(
+        {(p["i"], p["j"]) for p in near_duplicates(rows, sha, forced)[0]}, truth)
     per_kind = {k: round(sum((i, len(photos) + n) in found for n, (i, kk) in enumerate(copies)
                              if kk == k) / sum(kk == k for _, kk in copies), 3)
                 for k in ALTERATIONS}
@@ -125,6 +130,7 @@ def bench_duplicates(photos: list[Path], n_copies: int, tmp: Path, r: random.Ran
     base_p, base_r = precision_recall(set(zip(a.tolist(), b.tolist(), strict=True)), truth)
     return {"near_dup_images": len(paths), "near_dup_planted_pairs": len(truth),
             "near_dup_precision": precision, "near_dup_recall": recall,
+            "near_dup_index_search_precision": index_p, "near_dup_index_search_recall": index_r,
             "near_dup_false_pairs_among_originals":
                 sum(j < len(photos) for _, j in found - truth),
             "near_dup_recall_per_alteration": per_kind,
