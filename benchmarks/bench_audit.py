@@ -7,7 +7,8 @@
 - quality: dark, overexposed, blurred, uniform, tiny and odd-aspect versions of photos; recall
   per kind and the share of the clean photos flagged.
 - label errors: 5% of the labels flipped at random, on the built-in digits and on the photos;
-  precision/recall of confident learning vs the plain "k-NN disagrees with the label" rule.
+  precision/recall of confident learning vs the plain "k-NN disagrees with the label" rule, on
+  the default features (HOG + pixels) and on the 16x16 pictures alone.
 - speed: images/s of the audit's reading and checks (no model) vs prepare's file checks.
 - neighbour search growth: the index search (faiss IVF) from 50k to 200k 256-d vectors (planted
   noisy copies among clustered vectors), the share of the planted pairs it finds, and the exact
@@ -39,7 +40,7 @@ from benchmarks.common import REPO, real_photos_or_digits
 from imgexp.audit.labels import confident_learning, disagreements, out_of_sample_probabilities
 from imgexp.audit.neighbours import candidate_pairs
 from imgexp.audit.pipeline import near_duplicates
-from imgexp.audit.pixels import describe_all, search_vectors
+from imgexp.audit.pixels import describe_all, label_vectors, search_vectors
 from imgexp.audit.quality import quality_issues
 from imgexp.data.digits import ensure_digits
 from imgexp.data.image_io import open_image
@@ -165,15 +166,18 @@ def bench_labels(root: Path, name: str, r: random.Random) -> dict:
         noisy[i] = r.choice([c for c in range(len(classes)) if c != y[i]])
     a = audit_cfg()
     rows = describe_all(paths, hash_files(paths), None)
-    probs = out_of_sample_probabilities(search_vectors(rows), noisy, len(classes),
-                                        a.label_folds, a.label_neighbours, 0)
     truth = set(flipped.tolist())
-    cl = {i for i, _, _ in confident_learning(probs, noisy)}
-    p, rc = precision_recall(cl, truth)
-    bp, br = precision_recall(set(disagreements(probs, noisy).tolist()), truth)
-    return {f"labels_{name}_flipped": len(truth), f"labels_{name}_cl_precision": p,
-            f"labels_{name}_cl_recall": rc, f"labels_{name}_disagree_precision": bp,
-            f"labels_{name}_disagree_recall": br}
+    out = {f"labels_{name}_flipped": len(truth)}
+    # the default features, then the 16x16 pictures alone (the check's features before HOG)
+    for features, tag in ((label_vectors(rows), ""), (search_vectors(rows), "pixels_only_")):
+        probs = out_of_sample_probabilities(features, noisy, len(classes), a.label_folds,
+                                            a.label_neighbours, 0)
+        p, rc = precision_recall({i for i, _, _ in confident_learning(probs, noisy)}, truth)
+        bp, br = precision_recall(set(disagreements(probs, noisy).tolist()), truth)
+        out |= {f"labels_{name}_{tag}cl_precision": p, f"labels_{name}_{tag}cl_recall": rc,
+                f"labels_{name}_{tag}disagree_precision": bp,
+                f"labels_{name}_{tag}disagree_recall": br}
+    return out
 
 
 def planted_vectors(n: int, copies: int, seed: int) -> tuple[np.ndarray, set]:

@@ -18,7 +18,7 @@ from imgexp.atomic import write_json_atomic
 from imgexp.audit import labels as label_checks
 from imgexp.audit.correlations import shortcut_table
 from imgexp.audit.neighbours import candidate_pairs, nearest, verify
-from imgexp.audit.pixels import align_pictures, describe_all, search_vectors
+from imgexp.audit.pixels import align_pictures, describe_all, label_vectors, search_vectors
 from imgexp.audit.quality import quality_issues
 from imgexp.audit.report import write_report, write_tables
 from imgexp.data.splits import Sample
@@ -134,7 +134,7 @@ def label_issues(cfg: DictConfig, root: Path, classes: list[str], samples: list[
     if a.ckpt_path:
         features, source = _checkpoint_features(a, root, classes, samples), "checkpoint"
     else:
-        features, source = search_vectors(rows), "pixels (16x16 grey)"
+        features, source = label_vectors(rows), "HOG of 32x32 grey + 16x16 grey pixels"
     index = {c: k for k, c in enumerate(classes)}
     y = np.array([index[s.label] for s in samples])
     method = choose("label_method", a.label_method, ("kfold", "index"), len(y), a.large_above)
