@@ -79,7 +79,9 @@ def _index_candidates(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
     cells = max(1, n // INDEX_CELL_SIZE)
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(x.shape[1]), x.shape[1], cells)
     ivf.cp.seed = seed
-    ivf.cp.max_points_per_centroid = 32  # k-means on 32 x cells images: training stays ~N
+    # k-means on a 20k sample at most, so its cost grows with the cells only (~N); assigning
+    # N images to N/256 cells stays ~N^2, with a small constant (32-d, BLAS)
+    ivf.cp.max_points_per_centroid = max(1, 20_000 // cells)
     ivf.train(x)
     ivf.add(x)
     ivf.nprobe = INDEX_PROBES
