@@ -69,3 +69,18 @@ def test_a_dark_colour_photo_is_dark_not_also_grayscale(tmp_path):
     paths.append(path)
     issues = {issue for i, issue in flagged(np.stack([describe(p) for p in paths])) if i == 0}
     assert issues == {"dark"}
+
+
+def test_tiny_below_flags_an_absolute_size_the_relative_rule_misses(tmp_path):
+    """12 px among 64 px images: within tiny_fraction=0.1 of the median (6.4 px), so only the
+    absolute rule (tiny_below) can flag it."""
+    paths = []
+    for i in range(10):
+        smooth_image(i, (64, 64)).save(path := tmp_path / f"clean{i}.png")
+        paths.append(path)
+    smooth_image(99, (12, 12)).save(path := tmp_path / "small.png")
+    paths.append(path)
+    rows = np.stack([describe(p) for p in paths])
+    relative = "audit.quality.tiny_fraction=0.1"
+    assert (-10, "tiny") in flagged(rows, relative, "audit.quality.tiny_below=16")
+    assert (-10, "tiny") not in flagged(rows, relative, "audit.quality.tiny_below=8")

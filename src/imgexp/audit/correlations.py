@@ -1,5 +1,6 @@
 """Image properties that predict the label: shortcuts a model will learn instead of the content
-(every "photo" a JPEG and every "drawing" a PNG, one class shot with another camera size...).
+(every "photo" a JPEG and every "drawing" a PNG, one class shot with another camera...).
+The EXIF camera (make and model) is a code per camera, 0 for none (`pixels.camera_code`).
 
 Each property alone feeds a depth-3 decision tree, scored by cross-validated balanced accuracy;
 chance is 1 / number of classes. A property scoring `margin` or more above chance is a shortcut.
@@ -20,7 +21,7 @@ def properties(rows: np.ndarray) -> dict[str, np.ndarray]:
     w, h = stat(rows, "width"), stat(rows, "height")
     return {"width": w, "height": h, "aspect": w / np.maximum(h, 1),
             "brightness": stat(rows, "brightness"), "grayscale": stat(rows, "grayscale"),
-            "file_format": stat(rows, "format")}
+            "file_format": stat(rows, "format"), "exif_camera": stat(rows, "camera")}
 
 
 def shortcut_table(rows: np.ndarray, samples: list[Sample], classes: list[str],

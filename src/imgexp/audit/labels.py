@@ -2,7 +2,10 @@
 
 Probabilities come from k nearest neighbours among the images of the *other* folds
 (stratified k-fold): an image never votes for its own label, so a mislabelled image is outvoted
-by its neighbours instead of remembered (in-sample probabilities find almost nothing).
+by its neighbours instead of remembered (in-sample probabilities find almost nothing). For
+large sets, `neighbour_probabilities` takes the k nearest *other* images from one search
+(leave-one-out, the near-duplicate index's neighbours): out-of-sample as well, one search
+instead of one k-NN fit per fold.
 
 Confident learning (Northcutt, Jiang & Chuang, JAIR 2021), "prune by noise rate": class j's
 threshold t_j is the mean probability of j over the images labelled j; an image counts as
@@ -36,6 +39,17 @@ def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, n_clas
         knn.fit(features[train], labels[train])
         probs[np.ix_(held_out, knn.classes_)] = knn.predict_proba(features[held_out])
     return probs
+
+
+def neighbour_probabilities(neighbours: np.ndarray, sq_distances: np.ndarray,
+                            labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(N, n_classes) distance-weighted votes of each image's neighbours (never itself; -1:
+    no neighbour), weighted 1 / distance as the k-fold path's k-NN does."""
+    weights = np.where(neighbours >= 0, 1.0 / (np.sqrt(sq_distances) + 1e-6), 0.0)
+    probs = np.zeros((len(labels), n_classes))
+    rows = np.broadcast_to(np.arange(len(labels))[:, None], neighbours.shape)
+    np.add.at(probs, (rows, labels[np.maximum(neighbours, 0)]), weights)
+    return probs / np.maximum(probs.sum(1, keepdims=True), 1e-12)
 
 
 def confident_learning(probs: np.ndarray, labels: np.ndarray

@@ -17,8 +17,8 @@ from scipy.sparse.csgraph import connected_components
 from imgexp.atomic import write_json_atomic
 from imgexp.audit import labels as label_checks
 from imgexp.audit.correlations import shortcut_table
-from imgexp.audit.neighbours import candidate_pairs, verify
-from imgexp.audit.pixels import align_pictures, describe_all, search_vectors
+from imgexp.audit.neighbours import candidate_pairs, nearest, verify
+from imgexp.audit.pixels import align_pictures, describe_all, label_vectors, search_vectors
 from imgexp.audit.quality import quality_issues
 from imgexp.audit.report import write_report, write_tables
 from imgexp.data.splits import Sample
@@ -54,7 +54,7 @@ def run_audit(cfg: DictConfig) -> dict:
     kept = [samples[i] for i in idx]
     rows, sha = rows[idx], [hashes[i] for i in idx]
 
-    pairs = near_duplicates(rows, sha, a)
+    pairs, search = near_duplicates(rows, sha, a)
     issues = quality_issues(rows, a.quality)
     labels = label_issues(cfg, root, classes, kept, rows)
     shortcuts = shortcut_table(rows, kept, classes, a.correlation_margin, cfg.seed)
@@ -67,7 +67,7 @@ def run_audit(cfg: DictConfig) -> dict:
                             "exact": sum(p["kind"] == "exact" for p in pairs),
                             "near": sum(p["kind"] == "near" for p in pairs),
                             "groups": len({p["group"] for p in pairs}),
-                            "threshold": a.near_dup_threshold},
+                            "threshold": a.near_dup_threshold, "search": search},
         "leaks": tables["leaks"],
         "quality": dict(Counter(issue for _, issue, _ in issues)),
         "label_issues": labels["summary"],
@@ -81,14 +81,27 @@ def run_audit(cfg: DictConfig) -> dict:
     return summary
 
 
-def near_duplicates(rows: np.ndarray, sha: list[str], a: DictConfig) -> list[dict]:
-    """Exact copies (same sha256) and confirmed near copies, with a group per chain."""
+def choose(key: str, value: str, options: tuple[str, str], n: int, above: int) -> str:
+    """`auto` takes the cheap option (second) for more than `above` images."""
+    if value == "auto":
+        return options[1] if n > above else options[0]
+    if value not in options:
+        raise ImgexpError(f"audit.{key}={value} is not one of auto, {', '.join(options)}: fix "
+                          f"audit.{key} (auto picks {options[1]} above audit.large_above images)")
+    return value
+
+
+def near_duplicates(rows: np.ndarray, sha: list[str], a: DictConfig) -> tuple[list[dict], str]:
+    """Exact copies (same sha256) and confirmed near copies, with a group per chain; and the
+    neighbour search used (exact | index)."""
     by_sha: dict[str, list[int]] = {}
     for i, h in enumerate(sha):
         by_sha.setdefault(h, []).append(i)
     exact = [(m[0], j) for m in by_sha.values() for j in m[1:]]
+    search = choose("near_dup_search", a.near_dup_search, ("exact", "index"), len(rows),
+                    a.large_above)
     candidates = candidate_pairs(search_vectors(rows), a.near_dup_candidates,
-                                 a.near_dup_min_cosine)
+                                 a.near_dup_min_cosine, search)
     candidates = np.array([(i, j) for i, j in candidates.tolist() if sha[i] != sha[j]],
                           dtype=np.int64).reshape(-1, 2)
     distances = verify(candidates, align_pictures(rows))
@@ -96,7 +109,7 @@ def near_duplicates(rows: np.ndarray, sha: list[str], a: DictConfig) -> list[dic
             if d <= a.near_dup_threshold]
     found = [(i, j, 0.0, "exact") for i, j in exact] + [(i, j, d, "near") for i, j, d in near]
     if not found:
-        return []
+        return [], search
     edges = np.array([(i, j) for i, j, *_ in found])
     graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
                        shape=(len(rows), len(rows)))
@@ -107,7 +120,7 @@ def near_duplicates(rows: np.ndarray, sha: list[str], a: DictConfig) -> list[dic
     for i, j, d, kind in sorted(found, key=lambda t: (min(t[0], t[1]), t[0], t[1])):
         group = number.setdefault(int(component[i]), len(number) + 1)
         out.append({"i": i, "j": j, "distance": round(d, 5), "kind": kind, "group": group})
-    return out
+    return out, search
 
 
 def label_issues(cfg: DictConfig, root: Path, classes: list[str], samples: list[Sample],
@@ -121,16 +134,24 @@ def label_issues(cfg: DictConfig, root: Path, classes: list[str], samples: list[
     if a.ckpt_path:
         features, source = _checkpoint_features(a, root, classes, samples), "checkpoint"
     else:
-        features, source = search_vectors(rows), "pixels (16x16 grey)"
+        features, source = label_vectors(rows), "HOG of 32x32 grey + 16x16 grey pixels"
     index = {c: k for k, c in enumerate(classes)}
     y = np.array([index[s.label] for s in samples])
-    probs = label_checks.out_of_sample_probabilities(features, y, len(classes), a.label_folds,
-                                                     a.label_neighbours, cfg.seed)
+    method = choose("label_method", a.label_method, ("kfold", "index"), len(y), a.large_above)
+    if method == "kfold":
+        probs = label_checks.out_of_sample_probabilities(features, y, len(classes),
+                                                         a.label_folds, a.label_neighbours,
+                                                         cfg.seed)
+        how = f"out-of-fold {a.label_neighbours}-NN probabilities ({a.label_folds} folds"
+    else:
+        neighbours, distances = nearest(features, a.label_neighbours, "index", cfg.seed)
+        probs = label_checks.neighbour_probabilities(neighbours, distances, y, len(classes))
+        how = (f"leave-one-out {a.label_neighbours}-NN probabilities (faiss index, "
+               f"{len(y)} images > audit.large_above")
     issues = label_checks.confident_learning(probs, y)
-    check = (f"confident learning on out-of-fold {a.label_neighbours}-NN probabilities "
-             f"({a.label_folds} folds, features: {source})")
+    check = f"confident learning on {how}, features: {source})"
     return {"issues": issues, "probs": probs,
-            "summary": {"check": check, "flagged": len(issues),
+            "summary": {"check": check, "method": method, "flagged": len(issues),
                         "model_disagrees": int(len(label_checks.disagreements(probs, y)))}}
 
 
