@@ -162,6 +162,9 @@ def test_the_exif_camera_that_gives_the_label_away_is_a_shortcut(cameras, tmp_pa
     _, run_dir = run(cameras, tmp_path)
     row = shortcut(run_dir, "exif_camera")
     assert bool(row.shortcut) and row.balanced_accuracy == 1.0
+    # the page counts the shortcuts, not the properties tested (it said 7 with none found)
+    tested = len(read(run_dir, "correlations"))
+    assert f"1 (exif_camera) of {tested} tested" in (run_dir / "report.html").read_text()
     assert not shortcut(run_dir, "file_format").shortcut  # both JPEG
     _, strict_dir = run(cameras, tmp_path / "strict", "audit.correlation_margin=0.6")
     assert not shortcut(strict_dir, "exif_camera").shortcut  # 0.5 + 0.6: out of reach
@@ -174,3 +177,36 @@ def test_without_exif_the_camera_predicts_nothing(tmp_path):
             camera_jpeg(700 + 50 * c + i, "", "", tmp_path / "src" / name / f"{i}.jpg")
     _, run_dir = run(tmp_path / "src", tmp_path)
     assert not shortcut(run_dir, "exif_camera").shortcut
+
+
+def test_a_class_of_one_image_is_left_out_of_the_label_checks(tmp_path):
+    """Out of fold, a class's only image never has a neighbour of its class: it would be
+    flagged whatever it shows (it was, with score 1.0)."""
+    root = tmp_path / "src"
+    for c, name in enumerate(("a", "b", "c")):
+        (root / name).mkdir(parents=True)
+        for i in range(1 if name == "a" else 12):
+            smooth_image(100 * c + i, (32, 32)).save(root / name / f"{i}.png")
+    summary, run_dir = run(root, tmp_path)
+    assert not any(p.startswith("a/") for p in read(run_dir, "label_issues").path)
+    assert "['a']" in summary["label_issues"]["note"] and summary["label_issues"]["check"]
+
+
+def test_a_class_whose_only_file_is_unreadable_is_listed_not_fatal(source, tmp_path):
+    root = tmp_path / "src"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            (root / name / f"{i}.png").write_bytes((source / name / f"{i}.png").read_bytes())
+    (root / "z").mkdir()
+    (root / "z" / "x.jpg").write_text("<html>not an image</html>")
+    summary, run_dir = run(root, tmp_path)
+    assert summary["unreadable"] == 1 and summary["audited"] == 12
+    assert list(read(run_dir, "unreadable").path) == ["z/x.jpg"]
+
+
+@pytest.mark.parametrize("override", ["audit.label_neighbours=0", "audit.label_folds=1",
+                                      "audit.large_above=-1"])
+def test_out_of_range_numbers_are_refused_before_any_work(source, tmp_path, override):
+    with pytest.raises(ImgexpError, match=override.split("=")[0]):
+        run(source, tmp_path, override)

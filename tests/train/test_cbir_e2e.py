@@ -57,6 +57,23 @@ def test_eval_reports_mmap_at_k_next_to_map_at_r(cbir_run, tmp_path):
     assert scores[10]["test/acc"] == pytest.approx(scores[10]["test/knn_acc"], abs=1e-9)
 
 
+def test_mmap_depth_is_checked_and_capped_at_the_gallery(cbir_run, tmp_path):
+    from imgexp.errors import ImgexpError
+
+    ckpt = cbir_run / "checkpoints" / "best.ckpt"
+
+    def evaluate(k):
+        return evaluate_checkpoint(compose_config(
+            "eval", [f"ckpt_path={ckpt}", "log_to_run=false", f"eval.knn.mmap_k={k}",
+                     "eval.progress=false", "eval.max_errors=5"], tmp_path / str(k)))
+
+    for bad in (0, "abc"):  # was: null in metrics.json / a traceback after the whole pass
+        with pytest.raises(ImgexpError, match="eval.knn.mmap_k"):
+            evaluate(bad)
+    gallery = (pd.read_csv(cbir_run / "data_split.csv")["split"] == "train").sum()
+    assert evaluate(100_000)["test/mmap_k"] == gallery  # the depth used, not the one asked
+
+
 def test_knn_weighted_changes_the_vote(cbir_run, digits_root):
     model = load_model(cbir_run / "checkpoints" / "best.ckpt")
     from imgexp.data.image_io import load_rgb

@@ -174,6 +174,16 @@ def test_nan_loss_stops_with_the_step_and_the_cause(tmp_path, data_dir):
                                   "trainer.max_epochs=1"])
 
 
+def test_one_class_folder_is_refused_in_one_line(tmp_path, data_dir):
+    root = tmp_path / "one" / "cat"
+    root.mkdir(parents=True)
+    for i in range(4):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / f"{i}.png")
+    with pytest.raises(ImgexpError, match="one class"):  # was torchmetrics' traceback
+        fit_and_test(train_config(["data=folder", f"data.root={root.parent}",
+                                   "trainer=debug"], tmp_path / "run", data_dir))
+
+
 def test_checkpoint_with_other_classes_is_refused(tmp_path, data_dir, digits_ckpt):
     root = tmp_path / "two_classes"
     for label in ("cat", "dog"):

@@ -15,6 +15,8 @@ give the same distances and the index can only miss a neighbour, never invent on
 (benchmarks/bench_audit.py measures the time growth and what the index misses).
 """
 
+import logging
+
 import cv2
 import numpy as np
 
@@ -67,6 +69,8 @@ def nearest(vectors: np.ndarray, k: int, method: str, seed: int = 0
 
 def _index_candidates(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
     """(N, k + 1) rows proposed by a faiss IVF index on the principal axes (-1: none)."""
+    # faiss logs at INFO that it fell back from its AVX2 build, which reads like a failure
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     import faiss
 
     n, dim = vectors.shape

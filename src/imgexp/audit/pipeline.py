@@ -30,13 +30,23 @@ log = logging.getLogger(__name__)
 
 def list_samples(data_cfg: DictConfig) -> tuple[Path, list[str], list[Sample]]:
     datamodule = instantiate(data_cfg, _recursive_=False)
+    datamodule.require_readable_classes = False  # unreadable files are a finding, not fatal
     datamodule.resolve()
     return Path(datamodule.root), list(datamodule.classes), list(datamodule.samples)
+
+
+def check_keys(a: DictConfig) -> None:
+    """Numbers out of range are refused before any work (sklearn would raise a traceback)."""
+    for key, low in (("label_neighbours", 1), ("label_folds", 2), ("near_dup_candidates", 1),
+                     ("large_above", 0), ("threads", 1)):
+        if not isinstance(a[key], int) or a[key] < low:
+            raise ImgexpError(f"audit.{key}={a[key]} must be a whole number >= {low}")
 
 
 def run_audit(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     a = cfg.audit
+    check_keys(a)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     root, classes, samples = list_samples(cfg.data)
@@ -127,10 +137,17 @@ def label_issues(cfg: DictConfig, root: Path, classes: list[str], samples: list[
                  rows: np.ndarray) -> dict:
     a = cfg.audit
     counts = Counter(s.label for s in samples)
-    if len(counts) < 2:
-        note = f"skipped: {len(counts)} class(es) — label checks need at least two"
+    # an image alone in its class has no neighbour of its class in another fold: it would be
+    # flagged whatever it shows, so it is left out of the checks, with a note
+    alone = sorted(c for c, n in counts.items() if n < 2)
+    checked = np.array([i for i, s in enumerate(samples) if s.label not in alone], dtype=int)
+    extra = {"note": f"not checked: the single image of class(es) {alone}"} if alone else {}
+    if len(counts) - len(alone) < 2:
+        note = (f"skipped: {len(counts) - len(alone)} class(es) with two images or more — "
+                "label checks need at least two")
         log.warning("label checks %s", note)
         return {"issues": [], "summary": {"check": None, "note": note}}
+    samples, rows = [samples[i] for i in checked], rows[checked]
     if a.ckpt_path:
         features, source = _checkpoint_features(a, root, classes, samples), "checkpoint"
     else:
@@ -148,11 +165,13 @@ def label_issues(cfg: DictConfig, root: Path, classes: list[str], samples: list[
         probs = label_checks.neighbour_probabilities(neighbours, distances, y, len(classes))
         how = (f"leave-one-out {a.label_neighbours}-NN probabilities (faiss index, "
                f"{len(y)} images > audit.large_above")
-    issues = label_checks.confident_learning(probs, y)
+    issues = [(int(checked[i]), j, score)
+              for i, j, score in label_checks.confident_learning(probs, y)]
     check = f"confident learning on {how}, features: {source})"
-    return {"issues": issues, "probs": probs,
+    return {"issues": issues,
             "summary": {"check": check, "method": method, "flagged": len(issues),
-                        "model_disagrees": int(len(label_checks.disagreements(probs, y)))}}
+                        "model_disagrees": int(len(label_checks.disagreements(probs, y))),
+                        **extra}}
 
 
 def _checkpoint_features(a: DictConfig, root: Path, classes: list[str],

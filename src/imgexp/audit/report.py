@@ -93,12 +93,15 @@ def write_report(run_dir: Path, root: Path, samples: list[Sample], summary: dict
                    f'{300 * n / most:.0f}px"></b>{n}</div>'
                    for c, n in sorted(summary["classes"].items()))
     note = summary["label_issues"].get("check") or summary["label_issues"].get("note")
+    shortcut_names = (f" ({html.escape(', '.join(summary['shortcuts']))})"
+                      if summary["shortcuts"] else "")
     body = [f"<h1>Data audit of {html.escape(summary['root'])}</h1>",
             f"<p>{summary['audited']} images audited, {summary['unreadable']} unreadable "
             '(<a href="unreadable.csv">unreadable.csv</a>). Label check: '
             f"{html.escape(str(note))}. Decisions go in <a href=\"review.csv\">review.csv</a>. "
             'Image properties that predict the label (a shortcut a model would learn): '
-            f'{len(read("correlations"))} in <a href="correlations.csv">correlations.csv</a>.</p>',
+            f'{len(summary["shortcuts"])}{shortcut_names} of {len(read("correlations"))} tested '
+            '(<a href="correlations.csv">correlations.csv</a>).</p>',
             '<table id="counts"><tr><th>finding</th><th>count</th><th>file</th></tr>']
     body += [f'<tr data-finding="{n}"><td>{t}</td><td>{count}</td>'
              f'<td><a href="{n}.csv">{n}.csv</a></td></tr>' for n, t, count, _ in sections]

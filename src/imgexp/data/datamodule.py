@@ -116,6 +116,9 @@ class ImageDataModule(L.LightningDataModule):
         elif self.builtin:
             raise ImgexpError(f"data.builtin={self.builtin!r} is unknown: use digits or null")
 
+    # training needs an image of every class; the audit lists unreadable files instead
+    require_readable_classes = True
+
     def resolve(self) -> None:
         """Find classes and the split once; cheap (no decoding), so entry points call it early."""
         if self.samples:
@@ -144,7 +147,8 @@ class ImageDataModule(L.LightningDataModule):
             classes = sorted({s.label for s in samples})
         if self.kfold:
             samples = kfold_split(samples, self.kfold, self.fold, self.split_seed)
-        check_classes_readable(self.root, samples)
+        if self.require_readable_classes:
+            check_classes_readable(self.root, samples)
         self.classes, self.samples = classes, samples
         unknown = sorted({s.label for s in samples} - set(classes))
         if unknown:

@@ -54,9 +54,11 @@ def retrieval_scores(model, split: str, queries: Outputs, gallery: Outputs, knn:
                                gallery.labels, vote_k=k, weighted=weighted, exclude_self=own)
     scores["retrieval_map"] = retrieval_map(queries.embeddings, queries.labels,
                                             gallery.embeddings, gallery.labels, exclude_self=own)
+    # the depth used: no deeper than the gallery a query is ranked against
+    depth = min(int(knn.mmap_k), len(gallery.labels) - int(own))
     scores["mmap_at_k"] = mmap_at_k(queries.embeddings, queries.labels, gallery.embeddings,
-                                    gallery.labels, k=knn.mmap_k, exclude_self=own)
-    scores["mmap_k"] = int(knn.mmap_k)
+                                    gallery.labels, k=depth, exclude_self=own)
+    scores["mmap_k"] = depth
     return scores
 
 
@@ -107,6 +109,10 @@ def write_reliability(out_dir: Path, queries: Outputs, n_bins: int, split: str, 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict:
     start = time.perf_counter()
+    mmap_k = cfg.eval.knn.mmap_k
+    if not isinstance(mmap_k, int) or isinstance(mmap_k, bool) or mmap_k < 1:
+        raise ImgexpError(f"eval.knn.mmap_k={mmap_k} must be a whole number >= 1 (the depth of "
+                          "test/mmap_at_k)")
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = read_checkpoint(cfg.ckpt_path)  # read once: the model and its run's loggers

@@ -52,6 +52,7 @@ def project(pca: PCA, features: np.ndarray, rows: np.ndarray | None = None) -> n
 
 
 def _faiss_kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its AVX2 fallback note
     try:
         import faiss
     except ImportError:

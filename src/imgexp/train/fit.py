@@ -86,6 +86,9 @@ def fit_and_test(cfg: DictConfig) -> dict:
     warn_if_environment_differs(cfg)  # a relaunch or resume in other package versions
     datamodule = build_datamodule(cfg)
     datamodule.resolve()
+    if len(datamodule.classes) < 2:  # the metrics need two (torchmetrics raised a traceback)
+        raise ImgexpError(f"{datamodule.root} holds one class {datamodule.classes}: training "
+                          "needs two or more class folders (imgexp-audit checks one class)")
     resume = _resume_meta(cfg, datamodule.classes)
     if resume:
         _continue_in_checkpoint_run(cfg)
