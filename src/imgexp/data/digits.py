@@ -44,9 +44,19 @@ def ensure_digits(root: str | Path) -> Path:
             class_dir.mkdir(exist_ok=True)
             Image.fromarray(img, mode="L").save(class_dir / f"{i:04d}.png")
         (tmp / COMPLETE_MARKER).write_text(f"{len(images)} images\n")
-        if root.exists():  # folders only (checked above): an interrupted older export
-            shutil.rmtree(root)
-        publish(tmp, root)
+        if (root / COMPLETE_MARKER).exists():
+            # another process (a second sweep worker) published its export meanwhile, and
+            # may be reading it: keep that one, drop ours
+            shutil.rmtree(tmp)
+            return root
+        if root.exists() and not any(p.is_file() for p in root.rglob("*")):
+            shutil.rmtree(root)  # empty class folders of an interrupted older export
+        try:
+            publish(tmp, root)
+        except OSError:  # a complete export was renamed into place just before ours
+            if not (root / COMPLETE_MARKER).exists():
+                raise
+            shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
