@@ -169,9 +169,10 @@ def test_bad_budget_from_the_command_line_has_no_traceback(digits_ckpt, labelled
 
 def test_eval_max_error_reports_the_promise_on_test(digits_ckpt, tmp_path):
     out = tmp_path / "eval"
-    run_stage("eval", f"ckpt_path={digits_ckpt}", f"hydra.run.dir={out}",
-              "eval.max_error=0.05", "eval.ood=energy", "eval.confidence=0.8", "log_to_run=false",
-              "eval.progress=false")
+    proc = run_stage("eval", f"ckpt_path={digits_ckpt}", f"hydra.run.dir={out}",
+                     "eval.max_error=0.05", "eval.ood=energy", "eval.confidence=0.8",
+                     "log_to_run=false", "eval.progress=false")
+    assert "error budget: at most 5.0% wrong" in proc.stdout  # the promise said, as predict does
     metrics = json.loads((out / "metrics.json").read_text())
     budget = json.loads((out / "budget.json").read_text())
     assert budget["met"] and budget["n_labelled"] == metrics["test/n_images"]

@@ -1,5 +1,8 @@
 """The pieces of a DDP run that need no second process (tests/train/test_ddp.py runs two)."""
 
+import logging
+
+import pytest
 import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler
@@ -34,3 +37,18 @@ def test_one_process_config_is_left_alone():
     cfg = OmegaConf.create({"trainer": {"accelerator": "cpu"}, "data": {"sampler": "pk"}})
     adapt_trainer_config(cfg)
     assert "use_distributed_sampler" not in cfg.trainer
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_training_on_a_cpu_without_it_warns(native, monkeypatch, caplog):
+    """The ddp preset trains in bf16-mixed: on a CPU that only emulates bf16 that is slower
+    than fp32, which inference already said and training did not."""
+    import imgexp.training.ddp as ddp
+
+    monkeypatch.setattr(ddp, "bf16_native", lambda device: native)
+    cfg = config(accelerator="cpu")
+    cfg.trainer.precision = "bf16-mixed"
+    with caplog.at_level(logging.WARNING, logger="imgexp.training.ddp"):
+        adapt_trainer_config(cfg)
+    assert ("emulated" in caplog.text) is not native
+    assert cfg.trainer.precision == "bf16-mixed"  # said, not changed

@@ -18,6 +18,7 @@ from imgexp.models.data_config import split_loader  # noqa: E402
 from imgexp.models.error_budget import (  # noqa: E402
     calibrate_checkpoint,
     correct_of,
+    describe,
     realised,
     score_all,
 )
@@ -59,6 +60,7 @@ def budget_report(model, datamodule, split: str, cfg: DictConfig, out_dir: Path,
     score, correct = scores[calibrated.score], correct_of(outputs)
     fields = calibrated.fields() | realised(score >= calibrated.result.threshold, correct)
     write_json_atomic(out_dir / "budget.json", fields)
+    print(describe(fields, "eval"))  # met or not, the promise in one line, as predict says it
     thresholds, accepted, errors = risk_coverage(score, correct)
     curve = pd.DataFrame({"threshold": thresholds, "coverage": accepted / len(score),
                           "selective_error": errors / accepted})

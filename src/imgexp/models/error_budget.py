@@ -40,8 +40,9 @@ def describe(fields: dict, key: str) -> str:
     if not f["met"]:
         return (f"{key}.max_error={f['max_error']:g} cannot be met: the best error these "
                 f"{f['n_calibration']} calibration images certify at confidence "
-                f"{f['confidence']:g} is {f['bound']:.1%} ({key}.max_error={f['bound']:g}); "
-                "nothing was sorted into class folders, all went to _unknown/")
+                f"{f['confidence']:g} is {f['bound']:.1%} ({key}.max_error={f['bound']:g})"
+                + ("; nothing was sorted into class folders, all went to _unknown/"
+                   if key == "predict" else ""))
     return (f"error budget: at most {f['max_error']:.1%} wrong among sorted images with "
             f"confidence {f['confidence']:g} (score_{f['score']} >= {f['threshold']:.6g}; "
             f"expected {f['expected_unknown_share']:.1%} to _unknown/; calibrated on "

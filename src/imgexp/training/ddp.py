@@ -11,8 +11,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, open_dict, read_write
+
+from imgexp.device import bf16_native
 
 log = logging.getLogger(__name__)
 # what Lightning's launcher leaves in os.environ after starting ranks 1..: with LOCAL_RANK set,
@@ -36,6 +39,11 @@ def adapt_trainer_config(cfg: DictConfig) -> None:
         if trainer.get("sync_batchnorm") and trainer.get("accelerator") == "cpu":
             log.info("trainer.sync_batchnorm is for GPUs: on CPU each rank normalises its batch")
             trainer.sync_batchnorm = False
+        if str(trainer.get("precision", "")).startswith("bf16") \
+                and trainer.get("accelerator") == "cpu" and not bf16_native(torch.device("cpu")):
+            # as inference says it (imgexp.device): the same warning for training
+            log.warning("trainer.precision=%s on a CPU without native bf16: emulated, usually "
+                        "slower than fp32 (trainer.precision=32-true)", trainer.precision)
         if distributed and cfg.get("data", {}).get("sampler") == "pk" \
                 and trainer.get("use_distributed_sampler", True):
             trainer.use_distributed_sampler = False  # PKBatchSampler shards by rank itself
