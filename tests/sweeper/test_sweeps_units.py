@@ -99,6 +99,18 @@ def test_compare_refuses_folders_without_runs(tmp_path):
         find_runs([str(tmp_path / "missing")])
 
 
+def test_compare_leaves_out_an_empty_worker_folder_beside_others(tmp_path):
+    """A sweep worker killed before its first trial leaves an empty folder: the README's
+    `dirs='[w0,w1]'` still compares w1's runs (it stopped on w0 before)."""
+    from imgexp.compare.pipeline import find_runs
+
+    (tmp_path / "w0").mkdir()
+    run = tmp_path / "w1" / "0" / ".hydra"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 1\n")
+    assert find_runs([str(tmp_path / "w0"), str(tmp_path / "w1")]) == [tmp_path / "w1" / "0"]
+
+
 def test_a_continued_study_does_not_replay_the_seeded_samplers_first_draws(tmp_path):
     """A rerun (or a second worker) after k trials draws from a seed mixed from (seed, k): seed
     42 again would propose trial 0's parameters once more and waste a trial."""

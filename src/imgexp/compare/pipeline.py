@@ -41,7 +41,7 @@ def _resume_launch(run_dir: Path) -> bool:
 
 
 def find_runs(dirs: list[str]) -> list[Path]:
-    runs = []
+    runs, empty = [], []
     for d in map(Path, dirs):
         if not d.is_dir():
             raise ImgexpError(f"{d} is not a directory: pass run or multirun directories in dirs=")
@@ -49,11 +49,14 @@ def find_runs(dirs: list[str]) -> list[Path]:
             runs.append(d)
             continue
         found = [p for p in d.iterdir() if (p / ".hydra" / "config.yaml").is_file()]
-        if not found:
-            raise ImgexpError(f"{d} holds no run directory (none has .hydra/config.yaml): "
-                              "pass a run directory or a multirun/sweep directory")
+        empty += [] if found else [d]
         runs += sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if
                                              p.name.isdigit() else 0, p.name))
+    if empty and not runs:
+        raise ImgexpError(f"{empty[0]} holds no run directory (none has .hydra/config.yaml): "
+                          "pass a run directory or a multirun/sweep directory")
+    if empty:  # e.g. a sweep worker killed before its first trial: the others still compare
+        log.warning("no run directory in %s: left out", ", ".join(map(str, empty)))
     if skipped := [r for r in runs if _resume_launch(r)]:
         log.info("Not runs of their own (resumes that continued in their checkpoint's run): %s",
                  ", ".join(map(str, skipped)))
