@@ -3,7 +3,6 @@
 `near_dup_min_cosine`, the label check's folds and neighbours, the decoding threads, the EXIF
 camera among the correlations and `correlation_margin`."""
 
-import io
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers.config import compose_config
-from helpers.prepare import fingerprint, smooth_image
+from helpers.prepare import fingerprint, jpeg_copy, smooth_image
 from imgexp.audit import labels as label_checks
 from imgexp.audit import pixels
 from imgexp.audit.neighbours import candidate_pairs, nearest
@@ -37,14 +36,6 @@ def pair_set(run_dir):
     return {frozenset(p) for p in zip(frame.path_a, frame.path_b, strict=True)}
 
 
-def jpeg(img, quality, scale=1.0):
-    w, h = img.size
-    buf = io.BytesIO()
-    img.resize((round(w * scale), round(h * scale)), Image.BICUBIC).save(buf, "JPEG",
-                                                                         quality=quality)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-
-
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """Two classes of 10 distinct pictures; a group of four near copies of cat/0."""
@@ -55,7 +46,7 @@ def source(tmp_path_factory):
             smooth_image(100 * c + i, (48, 48)).save(root / name / f"{i}.png")
     original = smooth_image(0, (48, 48))
     for n, (quality, scale) in enumerate(((90, 1.0), (70, 1.3), (50, 0.8))):
-        jpeg(original, quality, scale).save(root / "cat" / f"copy{n}.jpg")
+        jpeg_copy(original, scale, quality).save(root / "cat" / f"copy{n}.jpg")
     return root
 
 

@@ -2,7 +2,6 @@
 splits (a leak), a chain of copies (one group), an exact copy, a dark and a flat image, an
 unreadable file and a mislabelled image. The source tree must be byte-identical afterwards."""
 
-import io
 import json
 import shutil
 
@@ -13,20 +12,12 @@ from PIL import Image, ImageEnhance
 
 from helpers.browser import headless_chromium
 from helpers.config import compose_config
-from helpers.prepare import fingerprint, smooth_image
+from helpers.prepare import fingerprint, jpeg_copy, smooth_image
 from imgexp.audit import pixels
 from imgexp.audit.pipeline import run_audit
 from imgexp.errors import ImgexpError
 
 CLASSES = ("cat", "dog")
-
-
-def jpeg_copy(img: Image.Image, scale: float, quality: int) -> Image.Image:
-    w, h = img.size
-    buf = io.BytesIO()
-    img.resize((round(w * scale), round(h * scale)), Image.BICUBIC).save(buf, "JPEG",
-                                                                         quality=quality)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
 @pytest.fixture(scope="module")

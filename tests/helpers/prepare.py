@@ -7,6 +7,7 @@ duplicates.csv or rejected.csv).
 """
 
 import hashlib
+import io
 import json
 import os
 import stat
@@ -27,6 +28,15 @@ def smooth_image(seed: int, size=(32, 32), mode="RGB") -> Image.Image:
     rng = np.random.default_rng(seed)
     small = Image.fromarray((rng.random((4, 4, 3)) * 255).astype(np.uint8))
     return small.resize(size, Image.BICUBIC).convert(mode)
+
+
+def jpeg_copy(img: Image.Image, scale: float, quality: int) -> Image.Image:
+    """A near copy: resized by `scale`, re-encoded as JPEG at `quality`."""
+    w, h = img.size
+    buf = io.BytesIO()
+    img.resize((round(w * scale), round(h * scale)), Image.BICUBIC).save(buf, "JPEG",
+                                                                         quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
 def make_classes(root: Path, per_class: dict[str, int], seed: int = 0, ext: str = ".png"
