@@ -197,6 +197,10 @@ def test_threshold_helper_then_unseen_images_mostly_go_to_unknown(run_copy, tmp_
     line = next(x for x in proc.stdout.splitlines() if x.startswith("predict.unknown_threshold="))
     threshold = float(line.split()[0].split("=")[1])
     assert 0.2 < threshold < 1.0
+    # with a budget too, one of the two would be ignored in silence (the budget was)
+    both = run_stage("predict", f"ckpt_path={ckpt}", "threshold_for_frr=0.05",
+                     "predict.max_error=0.05", f"hydra.run.dir={tmp_path / 'both'}", check=False)
+    assert both.returncode == 1 and "keep one" in both.stderr and "Traceback" not in both.stderr
 
     inputs = tmp_path / "unseen"
     unseen = write_unseen_images(inputs)

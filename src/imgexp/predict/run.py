@@ -14,6 +14,9 @@ def main(cfg: DictConfig) -> None:
 
     quiet_libraries()
     if cfg.threshold_for_frr is not None:
+        if cfg.predict.max_error is not None:  # the budget would be silently ignored
+            raise ImgexpError("threshold_for_frr= and predict.max_error= are two ways to choose "
+                              "the threshold: keep one")
         found = validation_threshold(cfg)
         print(f"predict.unknown_threshold={found['threshold']:.6g}  (predict.ood={found['ood']}: "
               f"sends {found['rejected']:.1%} of the {found['n_images']} validation images "
