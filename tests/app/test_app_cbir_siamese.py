@@ -2,20 +2,18 @@
 parameters) on every page, and a Siamese (contrastive) embedding on the Compare page. Each page
 is checked against what the model computes, not only that it rendered."""
 
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from helpers.app import GALLERY_CLASSES, PER_CLASS, make_gallery, settings_file
+from helpers.app import GALLERY_CLASSES, PER_CLASS, make_gallery, settings_file, start_app
+from helpers.app import open_page as open_app_page
 from imgexp.app.pairs import calibrate_on_val, cosine
 from imgexp.app.recognise import embed_one, recognise
-from imgexp.app.settings import ENV_VAR
 from imgexp.data import load_rgb
 from imgexp.features.extractor import FeatureExtractor
 from imgexp.models import load_model
 
-PAGE_SCRIPT = Path(__file__).parents[2] / "src" / "imgexp" / "app" / "streamlit_app.py"
 SIZE = 16  # both fixtures' image size
 
 
@@ -25,17 +23,12 @@ def gallery(tmp_path_factory, digits_root):
 
 
 def start(tmp_path, ckpt, gallery, monkeypatch) -> AppTest:
-    monkeypatch.setenv(ENV_VAR, str(settings_file(tmp_path, ckpt, gallery)))
-    at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return start_app(settings_file(tmp_path, ckpt, gallery), monkeypatch)
 
 
 def open_page(at: AppTest, page: str) -> AppTest:
-    at.sidebar.radio[0].set_value(page).run()
-    assert not at.exception and not at.error, (at.exception, at.error)
-    assert at.title[0].value == page
+    at = open_app_page(at, page)
+    assert not at.error, at.error
     return at
 
 

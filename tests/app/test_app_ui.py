@@ -16,7 +16,16 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from helpers.app import GALLERY_CLASSES, PER_CLASS, digit_png, make_gallery, settings_file
+from helpers.app import (
+    GALLERY_CLASSES,
+    PAGE_SCRIPT,
+    PER_CLASS,
+    digit_png,
+    make_gallery,
+    open_page,
+    settings_file,
+    start_app,
+)
 from imgexp.app.pairs import calibrate_on_val, cosine
 from imgexp.app.recognise import embed_one, recognise
 from imgexp.app.settings import ENV_VAR
@@ -24,7 +33,6 @@ from imgexp.data import load_rgb
 from imgexp.features.extractor import FeatureExtractor
 from imgexp.models import load_model
 
-PAGE_SCRIPT = Path(__file__).parents[2] / "src" / "imgexp" / "app" / "streamlit_app.py"
 SIZE = 16  # the digits_ckpt fixture's image size
 
 
@@ -43,18 +51,7 @@ def model(digits_ckpt):
 
 @pytest.fixture
 def app(app_dir, monkeypatch) -> AppTest:
-    monkeypatch.setenv(ENV_VAR, str(app_dir / "app_settings.json"))
-    at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def open_page(at: AppTest, page: str) -> AppTest:
-    at.sidebar.radio[0].set_value(page).run()
-    assert not at.exception, at.exception
-    assert at.title[0].value == page
-    return at
+    return start_app(app_dir / "app_settings.json", monkeypatch)
 
 
 def test_recognise_upload_shows_top5(app, model, digits_root):

@@ -3,7 +3,11 @@
 import shutil
 from pathlib import Path
 
-from imgexp.app.settings import AppSettings, write_settings
+from streamlit.testing.v1 import AppTest
+
+from imgexp.app.settings import ENV_VAR, AppSettings, write_settings
+
+PAGE_SCRIPT = Path(__file__).parents[2] / "src" / "imgexp" / "app" / "streamlit_app.py"
 
 GALLERY_CLASSES = ("0", "1", "7")
 PER_CLASS = 4
@@ -30,3 +34,19 @@ def settings_file(tmp: Path, ckpt: Path, gallery: Path, name: str = "app_setting
 def digit_png(digits_root: Path, label: str) -> Path:
     """A digit image that is not in the gallery (the gallery takes the last files)."""
     return sorted((digits_root / label).glob("*.png"))[0]
+
+
+def start_app(settings: Path, monkeypatch) -> AppTest:
+    """The app's page script run once in Streamlit's test harness, on `settings`."""
+    monkeypatch.setenv(ENV_VAR, str(settings))
+    at = AppTest.from_file(str(PAGE_SCRIPT), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.sidebar.radio[0].set_value(page).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == page
+    return at
