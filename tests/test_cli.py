@@ -230,3 +230,31 @@ def test_a_stage_group_is_not_listed_by_the_other_stages():
     groups = _listed_groups("train")
     assert "task" in groups  # the listing was read
     assert not any(group.startswith("select") for group in groups), sorted(groups)
+
+
+def test_the_collector_comes_back_on_when_a_stage_import_fails():
+    import gc
+
+    from imgexp.cli import collector_paused
+
+    with pytest.raises(ImportError), collector_paused():
+        assert not gc.isenabled()
+        import imgexp.no_such_module  # noqa: F401
+    assert gc.isenabled() and gc.get_freeze_count() > 0
+    gc.disable()  # a caller that had it off gets it back off
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("module", [s for s in STAGES if s != "app"])  # app: streamlit's own
+def test_every_stage_imports_its_libraries_with_the_collector_paused(module):
+    from pathlib import Path
+
+    import imgexp
+
+    source = (Path(imgexp.__file__).parent / module / "run.py").read_text()
+    assert "with collector_paused():\n        from imgexp." in source

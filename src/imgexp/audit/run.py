@@ -3,12 +3,13 @@ data set, without changing it; everything found goes into the run directory."""
 
 from omegaconf import DictConfig
 
-from imgexp.cli import quiet_libraries, stage_main
+from imgexp.cli import collector_paused, quiet_libraries, stage_main
 
 
 @stage_main("audit")
 def main(cfg: DictConfig) -> None:
-    from imgexp.audit.pipeline import run_audit
+    with collector_paused():
+        from imgexp.audit.pipeline import run_audit
 
     quiet_libraries()
     run_audit(cfg)

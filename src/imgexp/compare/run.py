@@ -4,12 +4,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import quiet_libraries, stage_main
+from imgexp.cli import collector_paused, quiet_libraries, stage_main
 
 
 @stage_main("compare")
 def main(cfg: DictConfig) -> None:
-    from imgexp.compare.pipeline import compare_runs
+    with collector_paused():
+        from imgexp.compare.pipeline import compare_runs
 
     quiet_libraries()
     written = compare_runs(cfg, Path(cfg.paths.output_dir))

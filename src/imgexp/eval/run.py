@@ -4,12 +4,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import quiet_libraries, stage_main
+from imgexp.cli import collector_paused, quiet_libraries, stage_main
 
 
 @stage_main("eval")
 def main(cfg: DictConfig) -> float:
-    from imgexp.eval.pipeline import evaluate_checkpoint
+    with collector_paused():
+        from imgexp.eval.pipeline import evaluate_checkpoint
 
     quiet_libraries()
     metrics = evaluate_checkpoint(cfg)

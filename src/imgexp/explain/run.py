@@ -5,12 +5,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import quiet_libraries, stage_main
+from imgexp.cli import collector_paused, quiet_libraries, stage_main
 
 
 @stage_main("explain")
 def main(cfg: DictConfig) -> None:
-    from imgexp.explain.pipeline import print_layers, run
+    with collector_paused():
+        from imgexp.explain.pipeline import print_layers, run
 
     quiet_libraries()
     if cfg.explain.list_layers:

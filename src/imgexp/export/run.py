@@ -3,12 +3,13 @@ class names inside), checked against PyTorch on a few images."""
 
 from omegaconf import DictConfig
 
-from imgexp.cli import quiet_libraries, stage_main
+from imgexp.cli import collector_paused, quiet_libraries, stage_main
 
 
 @stage_main("export")
 def main(cfg: DictConfig) -> None:
-    from imgexp.export.pipeline import export_checkpoint
+    with collector_paused():
+        from imgexp.export.pipeline import export_checkpoint
 
     quiet_libraries()
     report = export_checkpoint(cfg)

@@ -3,14 +3,15 @@ target false-reject rate (threshold_for_frr=0.05)."""
 
 from omegaconf import DictConfig
 
-from imgexp.cli import quiet_libraries, stage_main
+from imgexp.cli import collector_paused, quiet_libraries, stage_main
 from imgexp.errors import ImgexpError
 
 
 @stage_main("predict")
 def main(cfg: DictConfig) -> None:
-    from imgexp.models.error_budget import describe
-    from imgexp.predict.pipeline import predict_folder, validation_threshold
+    with collector_paused():
+        from imgexp.models.error_budget import describe
+        from imgexp.predict.pipeline import predict_folder, validation_threshold
 
     quiet_libraries()
     if cfg.threshold_for_frr is not None:

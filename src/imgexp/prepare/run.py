@@ -3,12 +3,13 @@ manifest.csv for `imgexp-train data=manifest`; `prepare.restore=true` undoes a q
 
 from omegaconf import DictConfig
 
-from imgexp.cli import quiet_libraries, stage_main
+from imgexp.cli import collector_paused, quiet_libraries, stage_main
 
 
 @stage_main("prepare")
 def main(cfg: DictConfig) -> None:
-    from imgexp.prepare.pipeline import run_prepare
+    with collector_paused():
+        from imgexp.prepare.pipeline import run_prepare
 
     quiet_libraries()
     run_prepare(cfg)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import quiet_libraries, stage_main
+from imgexp.cli import collector_paused, quiet_libraries, stage_main
 
 
 def spread(score: dict) -> str:
@@ -40,7 +40,8 @@ def report(summary: dict, run_dir: Path) -> None:
 
 @stage_main("select")
 def main(cfg: DictConfig) -> None:
-    from imgexp.select.pipeline import run_select
+    with collector_paused():
+        from imgexp.select.pipeline import run_select
 
     quiet_libraries()
     report(run_select(cfg), Path(cfg.paths.output_dir))

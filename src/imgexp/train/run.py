@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from imgexp.cli import quiet_libraries, stage_main
+from imgexp.cli import collector_paused, quiet_libraries, stage_main
 
 
 def report(metrics: dict, run_dir: Path) -> None:
@@ -22,8 +22,9 @@ def report(metrics: dict, run_dir: Path) -> None:
 
 @stage_main("train")
 def main(cfg: DictConfig) -> float | None:
-    from imgexp.train.fit import fit_and_test
-    from imgexp.training.ddp import ddp_job_of_a_sweep, is_rank_zero
+    with collector_paused():
+        from imgexp.train.fit import fit_and_test
+        from imgexp.training.ddp import ddp_job_of_a_sweep, is_rank_zero
 
     quiet_libraries()
     with ddp_job_of_a_sweep(cfg.trainer):
