@@ -18,7 +18,13 @@ from imgexp.atomic import write_json_atomic
 from imgexp.audit import labels as label_checks
 from imgexp.audit.correlations import shortcut_table
 from imgexp.audit.neighbours import candidate_pairs, nearest, verify
-from imgexp.audit.pixels import align_pictures, describe_all, label_vectors, search_vectors
+from imgexp.audit.pixels import (
+    align_pictures,
+    describe_all,
+    label_vectors,
+    search_vectors,
+    why_unreadable,
+)
 from imgexp.audit.quality import quality_issues
 from imgexp.audit.report import write_report, write_tables
 from imgexp.data.splits import Sample
@@ -56,7 +62,8 @@ def run_audit(cfg: DictConfig) -> dict:
     hashes = hash_files(paths)
     rows = describe_all(paths, hashes, Path(a.cache_dir) if a.cache_dir else None, a.threads)
     readable = ~np.isnan(rows[:, 0])
-    unreadable = [s.path for s, ok in zip(samples, readable, strict=True) if not ok]
+    unreadable = [(s.path, why_unreadable(path))
+                  for s, path, ok in zip(samples, paths, readable, strict=True) if not ok]
     if not readable.any():
         raise ImgexpError(f"none of the {len(samples)} images under {root} decodes: the files "
                           "are listed in unreadable.csv of imgexp-prepare data.root=...")

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from imgexp.data.image_io import open_image
+from imgexp.data.image_io import UnreadableImage, open_image
 from imgexp.features.cache import FolderCache
 
 # bump when the row's meaning changes: the cache key, so old rows are never mixed in
@@ -83,6 +83,20 @@ def describe(path: Path) -> np.ndarray | None:
              float((gray > 245).mean()), sharpness, entropy, camera]
     return np.concatenate([np.asarray(stats, np.float32), _unit(search).ravel(),
                            _unit(align).ravel()]).astype(np.float32)
+
+
+def why_unreadable(path: Path) -> str:
+    """What stops `describe` on a file, for unreadable.csv: the decoder's reason, or the
+    header's when the pixels decode but the header or EXIF does not parse."""
+    try:
+        open_image(path, SHARPNESS_SIDE)
+        with Image.open(path) as raw:
+            raw.getexif()
+    except UnreadableImage as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - whatever describe met, named for the user
+        return f"unreadable header ({type(exc).__name__})"
+    return "cannot decode"
 
 
 def describe_all(paths: list[Path], hashes: list[str | None], cache_dir: Path | None,

@@ -19,7 +19,8 @@ THUMB = 96
 
 
 def write_tables(run_dir: Path, samples: list[Sample], classes: list[str], pairs: list[dict],
-                 issues: list, labels: dict, shortcuts: list[dict], unreadable: list[str]
+                 issues: list, labels: dict, shortcuts: list[dict],
+                 unreadable: list[tuple[str, str]]
                  ) -> dict:
     s = samples
     dup = pd.DataFrame([(s[p["i"]].path, s[p["j"]].path, s[p["i"]].label, s[p["j"]].label,
@@ -35,7 +36,7 @@ def write_tables(run_dir: Path, samples: list[Sample], classes: list[str], pairs
                         ("label_issues", label_rows),
                         ("correlations", pd.DataFrame(shortcuts, columns=[
                             "property", "balanced_accuracy", "chance", "shortcut"])),
-                        ("unreadable", pd.DataFrame({"path": unreadable}))):
+                        ("unreadable", pd.DataFrame(unreadable, columns=["path", "reason"]))):
         write_frame_atomic(frame, run_dir / f"{name}.csv")
     findings: dict[str, list[str]] = {}
     for r in dup.itertuples():
