@@ -146,6 +146,26 @@ def test_a_user_error_raised_inside_a_config_constructor_is_one_line(tmp_path, d
         "error: data.cache='bogus' is not an option: use auto, ram or none"], proc.stderr
 
 
+def test_a_cache_budget_that_is_not_a_size_is_one_line(tmp_path, data_dir):
+    proc = run_stage("train", f"paths.data_dir={data_dir}", "data.cache_budget_mb=abc",
+                     f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: data.cache_budget_mb='abc' is not a size: give the MB that data.cache=auto may "
+        "fill (e.g. 1024; 0 never caches)"], proc.stderr
+
+
+@pytest.mark.parametrize("budget", [None, -5, float("nan"), True, "512"])
+def test_every_cache_budget_that_is_not_a_size_is_refused(budget):
+    from imgexp.data.datamodule import ImageDataModule
+    from imgexp.errors import ImgexpError
+
+    with pytest.raises(ImgexpError, match="data.cache_budget_mb=.* is not a size"):
+        ImageDataModule(root="unused", cache_budget_mb=budget)
+    ImageDataModule(root="unused", cache_budget_mb=0)  # 0 is a size: auto never caches
+    ImageDataModule(root="unused", cache_budget_mb=0.5)
+
+
 def test_enable_progress_bar_false_alone_trains_with_no_progress(tmp_path, data_dir, caplog,
                                                                 capsys):
     from imgexp.train.fit import fit_and_test

@@ -23,6 +23,8 @@ from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryV
 from imgexp.errors import ImgexpError
 from imgexp.paths import CONFIG_DIR
 
+log = logging.getLogger(__name__)
+
 # Lightning's info lines nobody acts on: device inventory, an advert, an internal step count
 LIGHTNING_NOISE = ("GPU available:", "TPU available:", "HPU available:", "💡 Tip:",
                    "Loading `train_dataloader` to estimate number of stepping batches")
@@ -154,7 +156,10 @@ def stage_main(config_name: str) -> Callable:
                 # Hydra's instantiate wraps what a constructor raises (data.cache=bogus) in
                 # InstantiationException: the project's own message is the cause
                 error = exc if isinstance(exc, ImgexpError) else exc.__cause__
-                if not isinstance(error, ImgexpError) or _in_multirun():
+                if not isinstance(error, ImgexpError):
+                    raise
+                if _in_multirun():  # the job's log says why; the sweep records it and goes on
+                    log.error("error: %s", error)
                     raise
                 print(f"error: {error}", file=sys.stderr)
                 sys.exit(1)

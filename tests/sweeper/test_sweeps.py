@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -93,6 +94,9 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, data_dir):
     assert by_activation["nosuch"]["state"] == "FAIL"
     assert "nosuch" in by_activation["nosuch"]["error"]
     assert results["best_params"] == {"model.backbone.activation": "relu"}
+    # the failed job's own folder says why, in the one line a single run prints
+    log = (Path(by_activation["nosuch"]["job_dir"]) / "train.log").read_text()
+    assert "error: model.backbone.activation='nosuch'" in log, log
 
 
 def test_too_many_failures_stop_the_sweep_with_the_results_written(tmp_path, data_dir):

@@ -89,6 +89,10 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         if cache not in (None, "none", "ram", "auto"):
             raise ImgexpError(f"data.cache={cache!r} is not an option: use auto, ram or none")
+        if isinstance(cache_budget_mb, bool) or not isinstance(cache_budget_mb, int | float) \
+                or not cache_budget_mb >= 0:  # `not >=` also refuses nan
+            raise ImgexpError(f"data.cache_budget_mb={cache_budget_mb!r} is not a size: give "
+                              "the MB that data.cache=auto may fill (e.g. 1024; 0 never caches)")
         if sampler not in (None, "none", "balanced", "pk"):
             raise ImgexpError(f"data.sampler={sampler!r} is not an option: "
                               "use balanced, pk or none")

@@ -52,7 +52,8 @@ class SimpleCNN(nn.Module):
                  activation: str = "relu", dense_units: int = 128, dropout: float = 0.5,
                  batch_norm: bool = False, image_size: int = 64, in_chans: int = 3):
         super().__init__()
-        act, pool_cls = _choice(ACTIVATIONS, activation, "activation"), _choice(POOLS, pool, "pool")
+        act = _choice(ACTIVATIONS, activation, "model.backbone.activation")
+        pool_cls = _choice(POOLS, pool, "model.backbone.pool")
         n = len(channels)
         pools = _per_block(pool_after, n, "pool_after")
         paddings = _per_block(padding, n, "padding")
