@@ -32,9 +32,10 @@ def main(cfg: DictConfig) -> float | None:
     if is_rank_zero():
         report(metrics, Path(cfg.paths.output_dir))
     # Every output is written and closed by now. At exit the interpreter's collections would
-    # walk the ~10^6 objects torch, Lightning and torchmetrics created (2-5 s per run on a
-    # loaded machine); frozen, they are freed by reference counting only. Registered (once),
-    # not called: a process that goes on (a test, a multirun's in-process jobs) is unchanged.
+    # walk every object made since the libraries were imported (the trainer, metrics, data:
+    # the imports' own were frozen by collector_paused); frozen, they are freed by reference
+    # counting only. Registered (once), not called: a process that goes on (a test, a
+    # multirun's in-process jobs) is unchanged.
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     value = metrics.get(cfg.get("optimized_metric") or "")
