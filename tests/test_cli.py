@@ -166,6 +166,34 @@ def test_every_cache_budget_that_is_not_a_size_is_refused(budget):
     ImageDataModule(root="unused", cache_budget_mb=0.5)
 
 
+@pytest.mark.parametrize(("override", "line"), [
+    ("trainer.max_epoch=3", "trainer.max_epoch is not a key of this config (did you mean "
+                            "trainer.max_epochs?); add a new one with +trainer.max_epoch=3"),
+    ("trainr.max_epochs=3", "trainr is not a key of this config (did you mean trainer?); add a "
+                            "new one with +trainr.max_epochs=3"),
+    ("zzz.qqq=1", "zzz is not a key of this config (`--cfg job` lists them); add a new one "
+                  "with +zzz.qqq=1"),
+])
+def test_a_mistyped_key_names_the_closest_keys_not_the_plus_advice(override, line, tmp_path):
+    proc = run_stage("train", override, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[0] == line, proc.stderr
+    assert "Traceback" not in proc.stderr and "not in struct" not in proc.stderr
+
+
+@pytest.mark.parametrize(("key", "value"), [("image_size", "abc"), ("image_size", 32.5),
+                                            ("batch_size", 0), ("num_workers", -1)])
+def test_a_data_size_that_is_not_a_whole_number_is_refused(key, value):
+    import numpy as np
+
+    from imgexp.data.datamodule import ImageDataModule
+    from imgexp.errors import ImgexpError
+
+    with pytest.raises(ImgexpError, match=f"data.{key}=.* is not a whole number"):
+        ImageDataModule(root="unused", **{key: value})
+    ImageDataModule(root="unused", image_size=np.int64(32))  # a size read back from numpy
+
+
 def test_enable_progress_bar_false_alone_trains_with_no_progress(tmp_path, data_dir, caplog,
                                                                 capsys):
     from imgexp.train.fit import fit_and_test

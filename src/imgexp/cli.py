@@ -7,6 +7,7 @@ imports its heavy libraries (torch, Lightning, pandas...) inside its task functi
 """
 
 import contextlib
+import difflib
 import functools
 import gc
 import logging
@@ -132,6 +133,41 @@ def _one_repository_for_help() -> None:
     ConfigLoaderImpl.get_group_options = get_group_options
 
 
+def _suggest_for_mistyped_keys() -> None:
+    """A mistyped override (`trainer.max_epoch=3`) gets Hydra's "Could not override ... To
+    append to your config use +trainer.max_epoch=3" and OmegaConf's struct dump: advice to add
+    the typo. Say instead that the key does not exist and which existing keys are closest."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    apply = ConfigLoaderImpl._apply_overrides_to_config
+    if getattr(apply, "suggests", False):
+        return
+
+    def apply_overrides(overrides, cfg):
+        try:
+            apply(overrides, cfg)
+        except ConfigCompositionException as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, ConfigAttributeError | ConfigKeyError) or not cause.full_key:
+                raise
+            key = cause.full_key
+            parent, _, name = key.rpartition(".")
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            known = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+            close = [f"{parent}.{k}" if parent else k
+                     for k in difflib.get_close_matches(name, known, n=3, cutoff=0.6)]
+            line = next(o.input_line for o in overrides  # trainr.max_epochs=3 -> key trainr
+                        if f"{o.key_or_group}.".startswith(f"{key}."))
+            hint = f"did you mean {' or '.join(close)}?" if close else "`--cfg job` lists them"
+            raise ConfigCompositionException(f"{key} is not a key of this config ({hint}); "
+                                             f"add a new one with +{line}") from None
+
+    apply_overrides.suggests = True
+    ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_overrides)
+
+
 def stage_main(config_name: str) -> Callable:
     """Decorate `fn(cfg)` into a Hydra app reading conf/<config_name>.yaml.
 
@@ -168,6 +204,7 @@ def stage_main(config_name: str) -> Callable:
         def entry():
             if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
                 _one_repository_for_help()
+            _suggest_for_mistyped_keys()
             return main()
 
         return entry

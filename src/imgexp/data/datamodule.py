@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from numbers import Integral
 from pathlib import Path
 
 import lightning as L
@@ -89,6 +90,10 @@ class ImageDataModule(L.LightningDataModule):
         super().__init__()
         if cache not in (None, "none", "ram", "auto"):
             raise ImgexpError(f"data.cache={cache!r} is not an option: use auto, ram or none")
+        for key, value, least in (("image_size", image_size, 1), ("batch_size", batch_size, 1),
+                                  ("num_workers", num_workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
+                raise ImgexpError(f"data.{key}={value!r} is not a whole number >= {least}")
         if isinstance(cache_budget_mb, bool) or not isinstance(cache_budget_mb, int | float) \
                 or not cache_budget_mb >= 0:  # `not >=` also refuses nan
             raise ImgexpError(f"data.cache_budget_mb={cache_budget_mb!r} is not a size: give "
