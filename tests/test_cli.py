@@ -173,6 +173,8 @@ def test_every_cache_budget_that_is_not_a_size_is_refused(budget):
                             "new one with +trainr.max_epochs=3"),
     ("zzz.qqq=1", "zzz is not a key of this config (`--cfg job` lists them); add a new one "
                   "with +zzz.qqq=1"),
+    ("trainer={max_epoch:3}", "trainer.max_epoch is not a key of this config (did you mean "
+                              "trainer.max_epochs?); add a new one with +trainer.max_epoch=..."),
 ])
 def test_a_mistyped_key_names_the_closest_keys_not_the_plus_advice(override, line, tmp_path):
     proc = run_stage("train", override, f"hydra.run.dir={tmp_path}")

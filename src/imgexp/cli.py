@@ -158,8 +158,9 @@ def _suggest_for_mistyped_keys() -> None:
             known = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
             close = [f"{parent}.{k}" if parent else k
                      for k in difflib.get_close_matches(name, known, n=3, cutoff=0.6)]
-            line = next(o.input_line for o in overrides  # trainr.max_epochs=3 -> key trainr
-                        if f"{o.key_or_group}.".startswith(f"{key}."))
+            # trainr.max_epochs=3 fails at key trainr; trainer={max_epoch:3} at a key inside it
+            line = next((o.input_line for o in overrides
+                         if f"{o.key_or_group}.".startswith(f"{key}.")), f"{key}=...")
             hint = f"did you mean {' or '.join(close)}?" if close else "`--cfg job` lists them"
             raise ConfigCompositionException(f"{key} is not a key of this config ({hint}); "
                                              f"add a new one with +{line}") from None
