@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from imgexp.errors import ImgexpError
+from imgexp.models.safe_load import load_error, safe_load
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ class SimpleCNN(nn.Module):
     def __init__(self, channels=(16, 32, 64), kernel_size: int = 3, pool: str = "max",
                  pool_after=True, padding="same", block_dropout=0.0,
                  activation: str = "relu", dense_units: int = 128, dropout: float = 0.5,
-                 batch_norm: bool = False, image_size: int = 64, in_chans: int = 3):
+                 batch_norm: bool = False, image_size: int = 64, in_chans: int = 3,
+                 checkpoint_path: str | None = None):
         super().__init__()
         act = _choice(ACTIVATIONS, activation, "model.backbone.activation")
         pool_cls = _choice(POOLS, pool, "model.backbone.pool")
@@ -79,6 +81,26 @@ class SimpleCNN(nn.Module):
         self.neck = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, dense_units), act(),
                                   nn.Dropout(dropout))
         self.num_features = dense_units
+        if checkpoint_path:
+            self._load(str(checkpoint_path))
+
+    def _load(self, path: str) -> None:
+        """Start from the weights of a run (its best.ckpt / last.ckpt: `backbone.*`) or a bare
+        state dict of the same stack; every tensor must be there with its shape."""
+        weights = _read_weights(path, ("backbone.",), timm_format=False)
+        expected = self.state_dict()
+        missing = [k for k in expected if k not in weights]
+        wrong = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+        if missing or wrong:
+            first = wrong[0] if wrong else missing[0]
+            found = f"{tuple(weights[first].shape)} in the file" if wrong else "missing"
+            raise ImgexpError(
+                f"model.backbone.checkpoint_path={path} does not fit this simple_cnn: "
+                f"{len(missing)} of {len(expected)} tensors missing, {len(wrong)} of another "
+                f"shape ({first}: {tuple(expected[first].shape)} here, {found}); give the "
+                "same channels/kernel_size/dense_units/image_size as the run it comes from")
+        self.load_state_dict({k: weights[k] for k in expected})
+        log.info("loaded %d/%d simple_cnn tensors from %s", len(expected), len(expected), path)
 
     def block_outputs(self) -> list[str]:
         """Names of the last module of each conv block (the module before the next conv)."""
@@ -104,25 +126,39 @@ class SimpleCNN(nn.Module):
 # module (backbone.model.), a wrapper holding the timm model as `model` (DataParallel's
 # `module.` is already stripped by timm's load_state_dict)
 CHECKPOINT_PREFIXES = ("backbone.model.", "model.")
+WEIGHTS_ADVICE = ("give a state dict (.pth, .safetensors) or an imgexp/Lightning checkpoint "
+                  "of this backbone")
 
 
-def _read_weights(path: str) -> dict[str, torch.Tensor]:
-    """The backbone's tensors in a weights file, named as in the timm model (before timm's own
-    per-architecture key mapping): a bare state dict, or a checkpoint holding one."""
-    import timm  # here, not at the top: a SimpleCNN run does not pay timm's import
+def _read_weights(path: str, prefixes: tuple[str, ...] = CHECKPOINT_PREFIXES,
+                  timm_format: bool = True) -> dict[str, torch.Tensor]:
+    """The backbone's tensors in a weights file, named as in the backbone (for timm, before
+    its own per-architecture key mapping): a bare state dict, or a checkpoint holding one.
+    Read as data only (models/safe_load.py); a file without tensors stops here, in one line,
+    instead of leaving timm to fetch the architecture's weights from the hub."""
+    if timm_format:
+        import timm  # here, not at the top: a SimpleCNN run does not pay timm's import
 
-    try:
-        # timm picks `state_dict` / `model` / EMA in a checkpoint, reads safetensors, drops
-        # `module.`; weights_only=False: Lightning checkpoints also pickle their hyperparameters
-        state_dict = timm.models.load_state_dict(path, weights_only=False)
-    except Exception as exc:
-        raise ImgexpError(f"model.backbone.checkpoint_path={path} is not a readable weights "
-                          f"file ({type(exc).__name__}: {exc})") from None
-    for prefix in CHECKPOINT_PREFIXES:
-        if any(key.startswith(prefix) for key in state_dict):
-            return {key[len(prefix):]: value for key, value in state_dict.items()
+        try:
+            # timm picks `state_dict` / `model` / EMA in a checkpoint, reads safetensors,
+            # drops `module.`
+            state_dict = timm.models.load_state_dict(path, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - pickle/zip/torch/safetensors say it their way
+            raise load_error(path, exc, WEIGHTS_ADVICE, "model.backbone.checkpoint_path") from None
+    else:
+        state_dict = safe_load(path, WEIGHTS_ADVICE, "model.backbone.checkpoint_path")
+        if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
+            state_dict = state_dict["state_dict"]
+    tensors = {key: value for key, value in state_dict.items() if torch.is_tensor(value)} \
+        if isinstance(state_dict, dict) else {}
+    if not tensors:
+        raise ImgexpError(f"model.backbone.checkpoint_path={path} holds no tensors: "
+                          f"{WEIGHTS_ADVICE}")
+    for prefix in prefixes:
+        if any(key.startswith(prefix) for key in tensors):
+            return {key[len(prefix):]: value for key, value in tensors.items()
                     if key.startswith(prefix)}
-    return state_dict
+    return tensors
 
 
 @contextmanager
@@ -130,7 +166,8 @@ def _load_result(found: list):
     """Record the key check of timm's pretrained load into `found`: timm loads non-strictly
     (num_classes=0 drops the classifier) and only logs missing keys, so a file whose keys
     don't match would silently leave random weights. timm's own key lists (hundreds of names
-    in one log line) are held back: the caller reports the outcome in one line."""
+    in one log line) are held back: the caller reports the outcome in one line. The hub is
+    offline meanwhile: the weights come from the file, never from a download."""
     from timm.models import _builder
 
     original = _builder.load_pretrained
@@ -146,7 +183,7 @@ def _load_result(found: list):
     level = timm_log.level
     timm_log.setLevel(logging.ERROR)
     try:
-        with mock.patch.object(_builder, "load_pretrained", load_pretrained):
+        with mock.patch.object(_builder, "load_pretrained", load_pretrained), _hub_offline():
             yield
     finally:
         timm_log.setLevel(level)

@@ -133,8 +133,12 @@ class DescriptorBackbone(nn.Module):
 
     def __init__(self, kinds=("color",), weights=None, color=None, edge=None, hog=None,
                  gabor=None, daisy=None, cache: bool = True, cache_dir: str | None = None,
-                 image_size: int = 64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+                 image_size: int = 64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                 checkpoint_path: str | None = None):
         super().__init__()
+        if checkpoint_path:  # the key every backbone has; descriptors are computed, not learnt
+            raise ImgexpError(f"model.backbone.checkpoint_path={checkpoint_path}: descriptors "
+                              "have no weights to load; drop it (or set it to null)")
         self.kinds = list(kinds)
         unknown = [k for k in self.kinds if k not in KINDS]
         if not self.kinds or unknown:

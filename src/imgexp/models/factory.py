@@ -3,13 +3,13 @@
 from pathlib import Path
 
 import numpy as np
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from imgexp.errors import ImgexpError
 from imgexp.models.module import ImageClassifier
+from imgexp.models.safe_load import safe_load
 
 
 def build_mixup(cfg: DictConfig | None, num_classes: int):
@@ -78,11 +78,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise ImgexpError(f"checkpoint {path} not found: point at a file a training run wrote "
                           "(RUN/checkpoints/best.ckpt, or last.ckpt to resume)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a text file, an empty or cut file: pickle/zip say it their way
-        raise ImgexpError(f"{path} is not a readable checkpoint ({type(error).__name__}): point "
-                          "at a file a training run wrote (RUN/checkpoints/best.ckpt)") from None
+    ckpt = safe_load(path)  # data only: a file that would run code is refused, not opened
     if not isinstance(ckpt, dict) or "imgexp" not in ckpt:
         raise ImgexpError(f"{path} is not an imgexp checkpoint (no class names/config inside)")
     return ckpt
@@ -97,9 +93,11 @@ def model_from_checkpoint(ckpt: dict, map_location: str = "cpu") -> ImageClassif
     """load_model for a checkpoint already read (a stage that also needs its metadata)."""
     cfg = OmegaConf.create(ckpt["imgexp"]["config"])
     with open_dict(cfg):
-        # weights come from the checkpoint: never reach for the network or the train labels
+        # weights come from the checkpoint: never reach for the network, another weights
+        # file (the one the run started from) or the train labels
         if "pretrained" in cfg.model.backbone:
             cfg.model.backbone.pretrained = False
+        if "checkpoint_path" in cfg.model.backbone:
             cfg.model.backbone.checkpoint_path = None
         if "class_weights" in cfg.model.loss:
             cfg.model.loss.class_weights = None
@@ -107,5 +105,11 @@ def model_from_checkpoint(ckpt: dict, map_location: str = "cpu") -> ImageClassif
         cfg.optimizer = None
         cfg.scheduler = None
     module = build_model(cfg, ckpt["imgexp"]["class_names"])
-    module.load_state_dict(ckpt["state_dict"], strict=False)
+    try:
+        module.load_state_dict(ckpt["state_dict"], strict=False)
+    except RuntimeError as error:  # torch lists every mismatch over many lines
+        first = str(error).split("\n\t")[1] if "\n\t" in str(error) else str(error)
+        raise ImgexpError(f"the checkpoint's weights do not fit the model its own config builds "
+                          f"({first.strip()}): the file was changed after training; use the "
+                          "run's own best.ckpt or last.ckpt") from None
     return module.to(map_location).eval()

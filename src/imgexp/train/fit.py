@@ -127,7 +127,9 @@ def fit_and_test(cfg: DictConfig) -> dict:
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists")
             if model.gallery_only:  # no optimizer, no loss: expected, not a slip
                 warnings.filterwarnings("ignore", message=r".*returned `None`")
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            # Lightning reads the checkpoint again itself: as data only too (models/safe_load.py)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"),
+                        weights_only=True)
         metrics = collect_metrics(trainer, model)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if pruning:
@@ -136,7 +138,8 @@ def fit_and_test(cfg: DictConfig) -> dict:
             log.warning("no test split under %s: no test metrics, the val metrics are the "
                         "ones to read", datamodule.root)
         elif cfg.get("test", True) and not (pruning and pruning.pruned):
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False,
+                         weights_only=True)
             metrics.update(collect_metrics(trainer, model))
         metrics["best_model_path"] = best
         if is_rank_zero():
