@@ -8,9 +8,12 @@ imgexp writes holds: the run's config is stored as plain containers (never Omega
 since the first checkpoint format), and Lightning's loops, callbacks, optimizer and scheduler
 states are plain too (tests/hostile/test_checkpoints.py loads each kind this way). So no type
 is added to torch's allow-list: a file that needs one did not come from imgexp as it is.
+(model.backbone.checkpoint_path goes through timm's reader, which also allows the
+argparse.Namespace of timm's own training checkpoints: a bag of attributes, no code.)
 """
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,8 @@ def safe_load(path: str | Path, advice: str = "point at a file a training run wr
     any other type, or is no torch file at all, stops in one line (`advice`: what to do,
     `key`: the option that named the file)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on a bare pickle: the line below says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - pickle/zip/torch each say it their way
         raise load_error(path, error, advice, key) from None
