@@ -194,6 +194,9 @@ def stage_main(config_name: str) -> Callable:
                 # InstantiationException: the project's own message is the cause
                 error = exc if isinstance(exc, ImgexpError) else exc.__cause__
                 if not isinstance(error, ImgexpError):
+                    if _in_multirun():  # a launcher in other processes (joblib, submitit)
+                        # hands the sweep the exception alone: the job's log keeps where it was
+                        log.exception("job failed")
                     raise
                 if _in_multirun():  # the job's log says why; the sweep records it and goes on
                     log.error("error: %s", error)
