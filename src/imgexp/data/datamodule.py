@@ -29,6 +29,7 @@ from imgexp.data.splits import (
     SPLITS,
     Sample,
     check_classes_readable,
+    check_split_ratios,
     complete_layout_split,
     find_split_layout,
     kfold_split,
@@ -102,6 +103,7 @@ class ImageDataModule(L.LightningDataModule):
                                   ("num_workers", num_workers, 0)):
             if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
                 raise ImgexpError(f"data.{key}={value!r} is not a whole number >= {least}")
+        check_split_ratios(ratios, "data.ratios")
         if isinstance(cache_budget_mb, bool) or not isinstance(cache_budget_mb, int | float) \
                 or not cache_budget_mb >= 0:  # `not >=` also refuses nan
             raise ImgexpError(f"data.cache_budget_mb={cache_budget_mb!r} is not a size: give "

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from imgexp.data.class_map import map_labels
-from imgexp.data.splits import SPLITS, SplitLayout
+from imgexp.data.splits import SPLITS, SplitLayout, check_split_ratios
 from imgexp.errors import ImgexpError
 from imgexp.prepare.assign import assign_splits
 from imgexp.prepare.checks import CheckOptions, FileCheck, inspect_all
@@ -85,6 +85,7 @@ def _validate(p: DictConfig) -> None:
                           "64 (bits of the perceptual hash that may differ)")
     if p.workers is not None and p.workers < 1:
         raise ImgexpError(f"prepare.workers={p.workers} must be >= 1 (or null for every core)")
+    check_split_ratios(p.ratios, "prepare.ratios")
 
 
 def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig,
