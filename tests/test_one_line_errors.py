@@ -29,13 +29,13 @@ def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
             if line and not line.startswith("Set the environment variable HYDRA_FULL_ERROR")]
 
 
-@pytest.mark.parametrize(("module", "override"), [
-    ("train", "trainer.max_epochs=abc"),   # was Lightning's TypeError after the data loaded
-    ("train", "optimizer.lr=fast"),        # was torch's TypeError
-    ("predict", "predict.unknown_threshold=abc"),
+@pytest.mark.parametrize(("module", "override", "args"), [
+    ("train", "trainer.max_epochs=abc", ["trainer=debug"]),  # was Lightning's TypeError
+    ("train", "optimizer.lr=fast", ["trainer=debug"]),  # was torch's TypeError
+    ("predict", "predict.unknown_threshold=abc", ["ckpt_path=unused.ckpt", "input=unused"]),
 ])
-def test_a_word_for_a_number_is_one_line_naming_the_key(module, override, tmp_path):
-    proc = run_stage(module, override, "ckpt_path=unused.ckpt", f"hydra.run.dir={tmp_path}")
+def test_a_word_for_a_number_is_one_line_naming_the_key(module, override, args, tmp_path):
+    proc = run_stage(module, override, *args, f"hydra.run.dir={tmp_path}")
     lines = error_lines(proc)
     assert len(lines) == 1 and lines[0].startswith(f"{override} is not a number: give one"), lines
 
