@@ -36,9 +36,6 @@ def run_prepare(cfg: DictConfig) -> dict:
         result = restore(find_log(p.restore, Path(cfg.paths.log_dir)))
         print(f"restored {result['restored']} file(s) from the quarantine of {result['log']}")
         return result
-    if not cfg.data.get("root"):
-        raise ImgexpError("data.root is not set: imgexp-prepare data.root=/path/to/images "
-                          "(one sub-folder per class)")
     _validate(p)
     root = Path(os.path.abspath(cfg.data.root))
     scan = scan_root(root)
