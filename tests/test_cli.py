@@ -25,6 +25,8 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 3
 
 @pytest.mark.parametrize(("module", "args", "key"), [
     ("train", ["data=folder"], "data.root"),
+    ("train", ["data=manifest"], "data.manifest"),
+    ("train", ["experiment=tounum_cnn"], "data.root"),
     ("select", [], "data.root"),
     ("prepare", [], "data.root"),
     ("eval", [], "ckpt_path"),
@@ -36,9 +38,15 @@ def run_stage(module: str, *args: str, env: dict | None = None, timeout: int = 3
     ("export", [], "ckpt_path"),
 ])
 def test_an_unset_mandatory_key_is_one_line_naming_it(module, args, key, tmp_path):
-    proc = run_stage(module, *args, f"hydra.run.dir={tmp_path}")
+    """...before the stage imports its libraries (a folder's data.root, merged over a null
+    default, once stayed null and was reported by the data module after seconds of imports)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", f"imgexp.{module}", *args,
+                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
+    assert not imported_modules(proc.stderr) & set(HEAVY)
+    lines = [line for line in proc.stderr.strip().splitlines()
+             if not line.startswith("import time:")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"{key}=" in lines[0], lines
     assert "Traceback" not in proc.stdout + proc.stderr and "[ERROR]" not in proc.stdout
 

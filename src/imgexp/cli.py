@@ -133,6 +133,26 @@ def _one_repository_for_help() -> None:
     ConfigLoaderImpl.get_group_options = get_group_options
 
 
+# numbers in the config that Lightning also accepts as words (devices=auto)
+WORDS_ALLOWED = {"trainer.devices"}
+
+
+def _words_for_numbers(overrides, cfg) -> str | None:
+    """`trainer.max_epochs=abc`: a word given for a key whose value is a number would reach
+    Lightning or torch as a string and fail there with a traceback; say so at once."""
+    for override in overrides:
+        if override.is_delete() or override.key_or_group in WORDS_ALLOWED:
+            continue
+        old = OmegaConf.select(cfg, override.key_or_group, default=None,
+                               throw_on_resolution_failure=False)
+        new = override.value()
+        if isinstance(old, int | float) and not isinstance(old, bool) and isinstance(new, str) \
+                and "${" not in new:
+            return (f"{override.key_or_group}={new} is not a number: give one "
+                    f"(the config has {old})")
+    return None
+
+
 def _suggest_for_mistyped_keys() -> None:
     """A mistyped override (`trainer.max_epoch=3`) gets Hydra's "Could not override ... To
     append to your config use +trainer.max_epoch=3" and OmegaConf's struct dump: advice to add
@@ -146,6 +166,8 @@ def _suggest_for_mistyped_keys() -> None:
         return
 
     def apply_overrides(overrides, cfg):
+        if problem := _words_for_numbers(overrides, cfg):
+            raise ConfigCompositionException(problem)
         try:
             apply(overrides, cfg)
         except ConfigCompositionException as exc:
@@ -194,6 +216,9 @@ def stage_main(config_name: str) -> Callable:
                 # InstantiationException: the project's own message is the cause
                 error = exc if isinstance(exc, ImgexpError) else exc.__cause__
                 if not isinstance(error, ImgexpError):
+                    if _in_multirun():  # a launcher in other processes (joblib, submitit)
+                        # hands the sweep the exception alone: the job's log keeps where it was
+                        log.exception("job failed")
                     raise
                 if _in_multirun():  # the job's log says why; the sweep records it and goes on
                     log.error("error: %s", error)

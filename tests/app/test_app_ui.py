@@ -1,6 +1,7 @@
 """The web app's pages through Streamlit's AppTest, and one end-to-end run of imgexp-app in
 headless Chromium."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -153,6 +154,44 @@ def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 90)
         except OSError:
             time.sleep(0.5)
     raise AssertionError(f"imgexp-app did not answer on {url} within {timeout}s")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while listed
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="lists processes in /proc")
+def test_sigterm_stops_the_server_and_frees_its_port(tmp_path, app_dir, digits_ckpt):
+    """A service manager or scheduler stops imgexp-app with SIGTERM to its pid alone: the
+    Streamlit server it started must not stay behind on the port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgexp.app", f"ckpt_path={digits_ckpt}",
+         f"gallery={app_dir / 'gallery'}", "host=127.0.0.1", f"port={port}",
+         f"cache_dir={app_dir / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", process)
+        server = children(process.pid)
+        assert server
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        assert not [pid for pid in server if Path(f"/proc/{pid}").exists()]
+        with socket.socket() as s:  # nothing listens on the port (TIME_WAIT aside)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever a failure left behind
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def chromium_driver(profile: Path):

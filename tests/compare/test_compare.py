@@ -177,6 +177,32 @@ def test_a_kfold_cv_next_to_a_sweep(tmp_path, sweep_dir):
     assert "optimizer.lr (log)" in dims  # the sweep's scale, for the CV's values too
 
 
+def test_values_set_by_a_config_file_show_as_the_runs_resolved_values(tmp_path, sweep_dir):
+    """Trials whose data.image_size and backbone came from the hparams_search / experiment
+    file (not their overrides) next to k-fold runs that set them on the command line."""
+    for n in range(3):
+        run = sweep_dir / str(n)
+        (run / ".hydra" / "config.yaml").write_text(
+            "data:\n  image_size: 16\n  ratios: [0.8, 0.1, 0.1]\nmodel:\n  mixup:\n"
+            "    enabled: false\n")
+        hydra = yaml.safe_load((run / ".hydra" / "hydra.yaml").read_text())
+        hydra["hydra"]["runtime"] = {"choices": {"model/backbone": "simple_cnn"}}
+        (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    cv = tmp_path / "cv"
+    for fold in (0, 1):
+        fake_run(cv / str(fold), ["data.kfold=2", f"data.fold={fold}", "data.image_size=16",
+                                  "data.ratios=[0.8,0.1,0.1]", "model.mixup.enabled=true",
+                                  "model/backbone=timm"],
+                 {"val/acc_best": 0.5, "test/acc": 0.5})
+    out, board = compare(tmp_path, cv, sweep_dir)
+    assert "data.image_size" not in board.columns  # 16 in every run: nothing to compare
+    assert "data.ratios" not in board.columns  # the list written alike either way
+    assert board.loc["digits_optuna/0", "model.mixup.enabled"] == "False"
+    assert board.loc["cv/0", "model.mixup.enabled"] == "True"
+    assert board.loc["digits_optuna/1", "model/backbone"] == "simple_cnn"
+    assert board.loc["digits_optuna/1", "data.kfold"] == UNSET  # not a key of its config
+
+
 def test_log_ticks_are_whole_decades_and_a_constant_column_has_one_tick():
     board = pd.DataFrame({"run": ["0", "1", "2", "b"], "optimizer.lr": [1.6e-5, 2e-4, 1.2e-3, UNSET],
                           "data.image_size": [UNSET, UNSET, UNSET, 16],

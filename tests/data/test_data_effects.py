@@ -108,7 +108,7 @@ def test_cache_ram_is_shared_by_the_loader_workers(tmp_path, data_dir):
     root = _folder(tmp_path / "imgs", {"a": 8, "b": 8})
     dm = _dm(tmp_path, data_dir, ["data=folder", f"data.root={root}", "data.num_workers=2",
                                   "data.image_size=8", "data.batch_size=4", "data.cache=ram",
-                                  "data.ratios=[1,1,0]"])
+                                  "data.ratios=[0.5,0.5,0]"])
     for _batch in dm.val_dataloader():
         pass
     # decoded in two worker processes, seen here: any worker of the next epoch finds them too
@@ -164,7 +164,7 @@ def test_min_per_class_repeats_small_classes_only(tmp_path, data_dir):
 def test_augmentation_changes_train_images_but_not_eval(tmp_path, data_dir, augmentation):
     root = _folder(tmp_path / "imgs", {"a": 12, "b": 12})
     common = ["data=folder", f"data.root={root}", "data.num_workers=0", "data.image_size=12",
-              "data.batch_size=24", "data.ratios=[2,1,1]"]
+              "data.batch_size=24", "data.ratios=[0.5,0.25,0.25]"]
 
     def changed_share(dm, loader) -> float:
         batch = next(iter(loader))

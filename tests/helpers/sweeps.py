@@ -80,3 +80,15 @@ def interrupt_when_held(args: list[str], flag: Path, signum: int) -> subprocess.
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+class FailJob(Callback):
+    """Test aid: job `job` of a multirun fails with a bug (not a user error) once training
+    starts, so a test sees what a failing trial leaves in its log."""
+
+    def __init__(self, job: int) -> None:
+        self.job = job
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if HydraConfig.get().job.num == self.job:
+            raise RuntimeError(f"job {self.job} failed on purpose")

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from helpers.config import compose_config
+from helpers.images import class_folders
 from helpers.sweeps import multirun, run_stage
 from hydra_plugins.imgexp_optuna_sweeper import config as _registers_the_groups  # noqa: F401
 from hydra_plugins.imgexp_optuna_sweeper._search_space import grid_values, parse_search_space
@@ -122,6 +123,27 @@ def test_submitit_local_runs_trials_that_report_to_the_study(tmp_path, data_dir)
     study = optuna.load_study(study_name="sweep", storage=results["storage"])
     assert all(sorted(t.intermediate_values) == [0, 1] for t in study.trials)
     assert list((tmp_path / "sweep" / ".submitit").iterdir())  # really went through submitit
+
+
+@pytest.mark.parametrize("launcher", [
+    "joblib", pytest.param("submitit_local", marks=pytest.mark.slow)])
+def test_launchers_run_trials_on_a_photo_folder_with_its_loader_workers(launcher, tmp_path,
+                                                                         data_dir):
+    """A folder's default data.num_workers (2) under a launcher that runs trials in processes of
+    its own: joblib's loky workers once failed every trial (`Please call iter(combined_loader)
+    first`, the loader's dataset pickled for loky's spawn); a failing trial's log keeps its
+    traceback, which the launcher does not carry back."""
+    root = class_folders(tmp_path / "photos", {"a": 12, "b": 12}, size=20)
+    sweep = tmp_path / "sweep"
+    proc = multirun(tmp_path, data_dir, f"hydra/launcher={launcher}", "data=folder",
+                    f"data.root={root}", "trainer.max_epochs=1", "seed=1,2",
+                    f"hydra.sweep.dir={sweep}", "+callbacks.fail._target_=helpers.sweeps.FailJob",
+                    "+callbacks.fail.job=1", *["hydra.launcher.timeout_min=10"] * (
+                        launcher == "submitit_local"), check=False)
+    assert OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml").data.num_workers == 2
+    assert (sweep / "0" / "metrics.json").is_file(), proc.stderr[-3000:]
+    log = (sweep / "1" / "train.log").read_text()
+    assert "Traceback" in log and "job 1 failed on purpose" in log
 
 
 @pytest.mark.parametrize("launcher, target", [

@@ -204,7 +204,7 @@ def test_unreadable_training_images_are_counted_not_fatal(tmp_path, data_dir, di
     (root / "1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but cut here")
     metrics = _run(tmp_path / "run", data_dir, ["data=folder", f"data.root={root}",
                                                 "data.num_workers=0", "trainer.max_epochs=1",
-                                                "data.ratios=[1,1,1]"])
+                                                "data.ratios=[0.34,0.33,0.33]"])
     assert metrics["data/skipped_images"] == 1
 
 

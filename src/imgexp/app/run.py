@@ -2,6 +2,7 @@
 app's page script on localhost until interrupted."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,28 @@ def app_settings(cfg: DictConfig):
     return AppSettings.from_mapping(values)
 
 
+def serve(command: list[str], env: dict) -> int:
+    """Run the Streamlit server until it exits; SIGTERM or SIGINT to imgexp-app stops it too.
+
+    Python's default SIGTERM ends this process alone, which left the server running on its
+    port with no parent (and a kill of the launcher is how services and schedulers stop it).
+    """
+    server = subprocess.Popen(command, env=env)
+
+    def stop(signum, frame) -> None:
+        server.send_signal(signal.SIGTERM)  # Streamlit's own graceful shutdown
+
+    handlers = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return server.wait()
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        if server.poll() is None:  # this process failed while the server ran
+            server.kill()
+            server.wait()
+
+
 @stage_main("app")
 def main(cfg: DictConfig) -> None:
     from imgexp.app.settings import ENV_VAR, write_settings
@@ -55,10 +78,7 @@ def main(cfg: DictConfig) -> None:
     settings_file = write_settings(Path(cfg.paths.output_dir) / "app_settings.json", settings)
     print(f"imgexp-app on http://{cfg.host}:{cfg.port} (Ctrl-C stops it)", flush=True)
     env = {**os.environ, ENV_VAR: str(settings_file)}
-    try:
-        sys.exit(subprocess.call(streamlit_command(cfg), env=env))
-    except KeyboardInterrupt:
-        pass
+    sys.exit(serve(streamlit_command(cfg), env))
 
 
 if __name__ == "__main__":

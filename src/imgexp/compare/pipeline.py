@@ -1,7 +1,8 @@
 """Collect run directories (single runs or multiruns) into one table and write the comparison.
 
 A run is any folder with `.hydra/config.yaml`; its row comes from `.hydra/overrides.yaml`
-(the hyperparameters), `metrics.json`, `run_info.json` and `csv/metrics.csv` (the curves);
+(which hyperparameters to show), `.hydra/config.yaml` and `.hydra/hydra.yaml` (each run's
+resolved value of them), `metrics.json`, `run_info.json` and `csv/metrics.csv` (the curves);
 `.hydra/hydra.yaml` holds the sweep's search space (which parameters are on a log scale).
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
@@ -103,6 +105,35 @@ def load_run(run_dir: Path) -> dict:
             "status": status, "epochs": metrics.get("epochs"),
             "wall_time_s": info.get("wall_time_s"), "env": info.get("env_hash"),
             "search_space": _search_space(run_dir)}
+
+
+def _resolved_values(run_dir: Path, keys: set[str]) -> dict:
+    """The values `keys` had in the run: its composed config, or for a config group
+    (`model/backbone`, `experiment`) the option Hydra chose; UNSET where the run has no such key.
+    Written as an override writes them, so a value set by an experiment or hparams_search file
+    matches the same value given on another run's command line."""
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    hydra_yaml = run_dir / ".hydra" / "hydra.yaml"
+    choices = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.runtime.choices",
+                               throw_on_resolution_failure=False) if hydra_yaml.is_file() else None
+    choices = OmegaConf.to_container(choices) if choices else {}
+    values = {}
+    for key in keys:
+        value = choices[key] if key in choices else OmegaConf.select(
+            config, key, default=UNSET, throw_on_resolution_failure=False)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        values[key] = value if value is UNSET else _number(
+            Override._get_value_element_as_str(value))
+    return values
+
+
+def resolve_params(runs: list[dict]) -> None:
+    """Every run gets a value for every hyperparameter any run overrode: the one it ran with,
+    not "(unset)" for a value that came from a file rather than the command line."""
+    keys = {k for r in runs for k in r["params"]}
+    for r in runs:
+        r["params"].update(_resolved_values(r["run"], keys - r["params"].keys()))
 
 
 def label_runs(runs: list[dict]) -> None:
@@ -216,6 +247,7 @@ def compare_runs(cfg: DictConfig, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = list(cfg.metrics)
     runs = [load_run(d) for d in find_runs(list(cfg.dirs))]
+    resolve_params(runs)
     label_runs(runs)
     board = leaderboard(runs, metrics, cfg.mode)
     written = [_atomic_write(out_dir / "leaderboard.csv", board.to_csv(index=False))]

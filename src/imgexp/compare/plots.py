@@ -18,7 +18,7 @@ from imgexp.atomic import atomic_path  # noqa: E402
 
 log = logging.getLogger(__name__)
 MAX_LEGEND = 20
-UNSET = "(unset)"  # a hyperparameter the run did not override (its config default)
+UNSET = "(unset)"  # a hyperparameter the run's config does not have
 RESERVED = {"run", "status", "overrides", "epochs", "wall_time_s", "env", "path"}
 
 
@@ -60,7 +60,7 @@ def plot_curves(runs: list[dict], metric: str, path: Path) -> Path:
 
 
 def is_unset(value) -> bool:
-    """A hyperparameter the run did not override: UNSET in the leaderboard, NaN/None in a frame
+    """A hyperparameter the run's config does not have: UNSET in the leaderboard, NaN/None in a frame
     (pandas 3 keeps NaN through astype(str), pandas 2 turns it into "nan": test, never cast)."""
     return (isinstance(value, str) and value == UNSET) or (pd.api.types.is_scalar(value)
                                                             and pd.isna(value))

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import multiprocessing
 from collections import Counter
 from numbers import Integral
 from pathlib import Path
@@ -28,6 +29,7 @@ from imgexp.data.splits import (
     SPLITS,
     Sample,
     check_classes_readable,
+    check_split_ratios,
     complete_layout_split,
     find_split_layout,
     kfold_split,
@@ -67,6 +69,13 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None
     return root, classes, samples
 
 
+# Loader workers are forked: they share the decoded-image cache (an anonymous mapping, which
+# cannot be pickled) and start at once. Named, not left to multiprocessing's default: inside a
+# joblib (loky) worker that default is loky's own spawn, which pickles the dataset and failed
+# every trial of a `hydra/launcher=joblib` sweep (and Python 3.14 makes forkserver the default)
+WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+
+
 def seed_worker(worker_id: int) -> None:
     """Lightning's worker seeding plus albumentations' generators, from the worker's seed
     (torch derives it from the global seed and the epoch)."""
@@ -94,6 +103,7 @@ class ImageDataModule(L.LightningDataModule):
                                   ("num_workers", num_workers, 0)):
             if isinstance(value, bool) or not isinstance(value, Integral) or value < least:
                 raise ImgexpError(f"data.{key}={value!r} is not a whole number >= {least}")
+        check_split_ratios(ratios, "data.ratios")
         if isinstance(cache_budget_mb, bool) or not isinstance(cache_budget_mb, int | float) \
                 or not cache_budget_mb >= 0:  # `not >=` also refuses nan
             raise ImgexpError(f"data.cache_budget_mb={cache_budget_mb!r} is not a size: give "
@@ -232,7 +242,8 @@ class ImageDataModule(L.LightningDataModule):
             dataset.augment.set_random_seed(int(torch.randint(2**31, ())))
         common = dict(num_workers=self.num_workers, worker_init_fn=seed_worker,
                       collate_fn=collate_skipping, pin_memory=self.pin_memory,
-                      persistent_workers=self.persistent_workers and self.num_workers > 0)
+                      persistent_workers=self.persistent_workers and self.num_workers > 0,
+                      multiprocessing_context=WORKER_START if self.num_workers else None)
         # stateful: Lightning saves how far into the epoch it is, so a mid-epoch checkpoint
         # resumes with the batches that were left (a plain DataLoader restarts the epoch)
         if batch_sampler is not None:

@@ -1,5 +1,6 @@
 """Find labelled images in folders and split them into train/val/test, stratified and seeded."""
 
+import functools
 import logging
 import warnings
 from dataclasses import dataclass
@@ -31,14 +32,32 @@ def is_candidate_image(path: Path) -> bool:
             and path.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def skipped_folder_link(path: Path) -> bool:
+    """A folder symlink below a data root is not followed, by every stage (as imgexp-prepare
+    lists it: "folder symlink not followed"): it may point outside the root (images the data
+    hash and a copy of the root do not cover), at another class's images (one image in two
+    classes, across splits) or at a parent (a loop)."""
+    if not (path.is_symlink() and path.is_dir()):
+        return False
+    _warn_folder_link(path)
+    return True
+
+
+@functools.cache  # once per link, though the layout and the classes are two walks
+def _warn_folder_link(path: Path) -> None:
+    log.warning("%s is a folder symlink: not followed (copy or move its images into the data "
+                "root to use them)", path)
+
+
 def image_files(folder: str | Path, any_extension: bool = False) -> list[Path]:
     """The one walk of an image folder: every file below `folder` (sorted) but hidden files and
     folders and OS clutter, with an image extension unless `any_extension` (predict tries
-    every file and reports the ones that do not decode)."""
+    every file and reports the ones that do not decode). Folder symlinks are not followed."""
     folder = Path(folder)
-    return [p for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name not in IGNORED_NAMES
-            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    visible = [p for p in sorted(folder.rglob("*"))
+               if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return [p for p in visible
+            if not skipped_folder_link(p) and p.is_file() and p.name not in IGNORED_NAMES
             and (any_extension or p.suffix.lower() in IMAGE_EXTENSIONS)]
 
 
@@ -52,7 +71,8 @@ def scan_class_folders(root: str | Path) -> list[Sample]:
     if not root.is_dir():
         raise ImgexpError(f"data root {root} does not exist or is not a folder: "
                           "set data.root=/path/to/images (one sub-folder per class)")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                        and not skipped_folder_link(d))
     if not class_dirs:
         raise ImgexpError(f"data root {root} has no class folders: put each class's images in "
                           "its own sub-folder (root/<class>/<image>)")
@@ -123,7 +143,7 @@ def find_split_layout(root: str | Path) -> SplitLayout | None:
     folders: dict[str, str] = {}
     others = []
     for d in sorted(root.iterdir()):
-        if not d.is_dir() or d.name.startswith("."):
+        if not d.is_dir() or d.name.startswith(".") or skipped_folder_link(d):
             continue
         split = SPLIT_FOLDER_NAMES.get(d.name.lower())
         if split is None:
@@ -211,6 +231,15 @@ def _check_ratios(ratios) -> None:
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
         raise ImgexpError(f"split ratios must be three non-negative numbers (train, val, test), "
                           f"got {list(ratios)}")
+
+
+def check_split_ratios(ratios, key: str) -> None:
+    """A user's split ratios: the shares of train, val and test, adding up to 1. Weights that
+    did not were once rescaled without a word ([0.2, 0.3, 0.2] gave train 28%, not 20%)."""
+    _check_ratios(ratios)
+    if abs(sum(ratios) - 1) > 1e-6:
+        raise ImgexpError(f"{key}={list(ratios)} adds up to {sum(ratios):g}, not 1: give the "
+                          "shares of train, val and test (e.g. [0.7, 0.15, 0.15])")
 
 
 def stratified_split(samples: list[Sample], ratios=(0.7, 0.15, 0.15), seed: int = 0,

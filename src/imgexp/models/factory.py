@@ -81,7 +81,32 @@ def read_checkpoint(path: str | Path) -> dict:
     ckpt = safe_load(path)  # data only: a file that would run code is refused, not opened
     if not isinstance(ckpt, dict) or "imgexp" not in ckpt:
         raise ImgexpError(f"{path} is not an imgexp checkpoint (no class names/config inside)")
+    check_checkpoint_contents(path, ckpt)
     return ckpt
+
+
+def check_checkpoint_contents(path: str | Path, ckpt: dict) -> None:
+    """What every stage reads from a checkpoint is there and of the right kind: a dict with an
+    `imgexp` key but other contents (hand-made, another tool's) once failed in a traceback."""
+    if problem := _contents_problem(ckpt):
+        raise ImgexpError(f"{path} is not a usable imgexp checkpoint ({problem}): point at a "
+                          "file a training run wrote (RUN/checkpoints/best.ckpt)")
+
+
+def _contents_problem(ckpt: dict) -> str | None:
+    meta = ckpt["imgexp"]
+    if not isinstance(meta, dict):
+        return "its imgexp entry is not a mapping"
+    names = meta.get("class_names")
+    if not isinstance(names, list | tuple) or not names \
+            or not all(isinstance(name, str) for name in names):
+        return "no class names in imgexp.class_names"
+    config = meta.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        return "no model config in imgexp.config"
+    if not isinstance(ckpt.get("state_dict"), dict):
+        return "no weights in state_dict"
+    return None
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> ImageClassifier:

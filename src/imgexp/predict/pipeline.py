@@ -116,7 +116,16 @@ def predictions_table(paths: list[Path], outputs: Outputs, score: np.ndarray, na
     return table
 
 
+def check_batch_size(batch_size) -> None:
+    """null picks the device's default; 0 once picked it too, without a word."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, int) or batch_size < 1):
+        raise ImgexpError(f"predict.batch_size={batch_size!r} is not a whole number >= 1: give "
+                          "one, or null for the device's default (16 on CPU, 128 on a GPU)")
+
+
 def predict_folder(cfg: DictConfig) -> dict:
+    check_batch_size(cfg.predict.batch_size)
     settings = PredictSettings(cfg.predict.mode, cfg.predict.unknown_threshold, cfg.predict.ood,
                                cfg.predict.top_k)
     check_mode(settings.mode)

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from imgexp.data.class_map import map_labels
-from imgexp.data.splits import SPLITS, SplitLayout
+from imgexp.data.splits import SPLITS, SplitLayout, check_split_ratios
 from imgexp.errors import ImgexpError
 from imgexp.prepare.assign import assign_splits
 from imgexp.prepare.checks import CheckOptions, FileCheck, inspect_all
@@ -36,9 +36,6 @@ def run_prepare(cfg: DictConfig) -> dict:
         result = restore(find_log(p.restore, Path(cfg.paths.log_dir)))
         print(f"restored {result['restored']} file(s) from the quarantine of {result['log']}")
         return result
-    if not cfg.data.get("root"):
-        raise ImgexpError("data.root is not set: imgexp-prepare data.root=/path/to/images "
-                          "(one sub-folder per class)")
     _validate(p)
     root = Path(os.path.abspath(cfg.data.root))
     scan = scan_root(root)
@@ -85,6 +82,7 @@ def _validate(p: DictConfig) -> None:
                           "64 (bits of the perceptual hash that may differ)")
     if p.workers is not None and p.workers < 1:
         raise ImgexpError(f"prepare.workers={p.workers} must be >= 1 (or null for every core)")
+    check_split_ratios(p.ratios, "prepare.ratios")
 
 
 def _decide(scan: Scan, checks: list[FileCheck], p: DictConfig,
