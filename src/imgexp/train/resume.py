@@ -50,7 +50,7 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         changes.update(diff)
         origin.update(dict.fromkeys(diff, override))
     for leaf, (old, new) in sorted(changes.items()):
-        _check(leaf, old, new, run, origin[leaf])
+        _check(leaf, old, new, run, cfg, origin[leaf])
     for leaf in changes:
         _apply(run, cfg, leaf)
     OmegaConf.set_struct(run, True)
@@ -138,23 +138,30 @@ def _select(cfg: DictConfig, key: str):
     return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
 
 
-def _check(leaf: str, old, new, run: DictConfig, override: str) -> None:
+def _check(leaf: str, old, new, run: DictConfig, cfg: DictConfig, override: str) -> None:
     if leaf == "trainer.max_epochs" and old is not _ABSENT and new is not _ABSENT:
         if new < old:
             raise ImgexpError(f"{override}: the resumed run was planned for {old} epochs; a "
                               "resume can add epochs, not remove them (drop ckpt_path for a "
                               "new, shorter run)")
         return
-    if any(leaf == key or leaf.startswith(key + ".") for key in HARMLESS):
-        return
-    # a callback the run did not have (+callbacks.NAME._target_=...) only watches: it was never
-    # part of what the checkpoint holds
-    parts = leaf.split(".")
-    if parts[0] == "callbacks" and len(parts) > 1 and parts[1] not in run.get("callbacks", {}):
+    if any(leaf == key or leaf.startswith(key + ".") for key in HARMLESS) \
+            or _own_callback(leaf, run, cfg):
         return
     raise ImgexpError(f"{override} would change {leaf} of the resumed run ({_shown(old)} -> "
                       f"{_shown(new)}): a resume keeps the run's data, model and schedule; drop "
                       "it, or drop ckpt_path to start a new run")
+
+
+def _own_callback(leaf: str, run: DictConfig, cfg: DictConfig) -> bool:
+    """A callback of the user's own code (+callbacks.NAME._target_=mypackage.Cls), not the
+    project's or Lightning's recipe: theirs to add or drop on a resume."""
+    parts = leaf.split(".")
+    if parts[0] != "callbacks" or len(parts) < 2:
+        return False
+    targets = [_select(c, f"callbacks.{parts[1]}._target_") for c in (run, cfg)]
+    targets = [str(t) for t in targets if t is not _ABSENT]
+    return bool(targets) and not any(t.startswith(("imgexp.", "lightning.")) for t in targets)
 
 
 def _shown(value) -> str:
