@@ -4,9 +4,10 @@ The base is the resolved config the checkpoint carries: what its weights were tr
 also for a checkpoint copied out of its run, or a run whose .hydra/config.yaml a relaunch with
 `hydra.run.dir=RUN` has overwritten with the defaults. Hydra composed the defaults plus the
 command line; of that, only what the command line set goes on top, and only where it changes
-nothing the weights depend on: more epochs, where output and logs go, how progress shows. The
-rest (data, model, task, augmentation, optimizer, scheduler, seed, the other trainer keys, the
-run's callbacks) is refused in one line, before anything is written.
+nothing the weights depend on: more epochs, where output and logs go, how progress shows, the
+user's own callbacks. The rest (data, model, task, augmentation, optimizer, scheduler, seed, the
+other trainer keys, the project's and Lightning's callbacks) is refused in one line, before
+anything is written.
 """
 
 import logging
@@ -106,7 +107,7 @@ def _command_line_keys(cfg: DictConfig, run: DictConfig) -> dict[str, str]:
             keys[key] = override.input_line
     if global_groups:
         defaults = compose(config_name=HydraConfig.get().job.config_name)
-        keys |= {leaf: " ".join(global_groups) for leaf in _diff(defaults, cfg, "")}
+        keys = {leaf: " ".join(global_groups) for leaf in _diff(defaults, cfg, "")} | keys
     return keys
 
 
