@@ -130,9 +130,10 @@ def test_fewer_epochs_are_refused_and_repeating_the_runs_values_is_no_change(run
 def test_harmless_overrides_apply_and_a_bare_checkpoint_keeps_its_config(run, tmp_path):
     bare = shutil.copy(run.parent / "first.ckpt", tmp_path / "model.ckpt")
     cfg = resumed(bare, tmp_path / "launch", "logger=default", "~callbacks.lr_monitor",
-                  "trainer.max_epochs=4", "+callbacks.kill._target_=helpers.resume.KillAt")
+                  "data.cache=none", "trainer.max_epochs=4",
+                  "+callbacks.kill._target_=helpers.resume.KillAt")
     assert cfg.data.root == str(run.parent / "images") and cfg.model.backbone.dense_units == 32
-    assert "wandb" in cfg.logger and "lr_monitor" not in cfg.callbacks
+    assert "wandb" in cfg.logger and "lr_monitor" not in cfg.callbacks and cfg.data.cache == "none"
     assert cfg.callbacks.kill._target_ == "helpers.resume.KillAt"
     assert cfg.trainer.max_epochs == 4 and cfg.ckpt_path == str(bare)
     # outside a run folder it writes where it was launched, not into the run it came from

@@ -24,8 +24,11 @@ from imgexp.models.factory import read_checkpoint
 
 log = logging.getLogger(__name__)
 
-# what a resume may change (a key or a folder of keys): none of it reaches the weights
-HARMLESS = ("test", "task_name", "optimized_metric", "paths", "logger",
+# what a resume may change (a key or a folder of keys): none of it reaches the weights (the
+# decoded-image cache holds the same pixels; loader workers are not here: with augmentation
+# their random streams are the data)
+HARMLESS = ("test", "task_name", "optimized_metric", "paths", "logger", "data.cache",
+            "data.cache_budget_mb",
             "trainer.devices", "trainer.accelerator", "trainer.num_nodes", "trainer.strategy",
             "trainer.enable_progress_bar", "trainer.enable_model_summary",
             "trainer.log_every_n_steps", "trainer.default_root_dir",
