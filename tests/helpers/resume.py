@@ -1,6 +1,7 @@
 """Test support for tests/train/test_resume.py: a callback that SIGKILLs its own process, given to
 imgexp-train through a Hydra override (+callbacks.kill._target_=helpers.resume.KillAt), so a run
-dies exactly where a test wants it to (no Python cleanup, no Lightning shutdown hooks)."""
+dies exactly where a test wants it to (no Python cleanup, no Lightning shutdown hooks). The
+resume inherits the run's callbacks, this one too: it kills the first process only."""
 
 import os
 import signal
@@ -16,9 +17,10 @@ class KillAt(Callback):
         self.epoch, self.batch = epoch, batch
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if trainer.current_epoch == self.epoch and self.batch is None:
+        if trainer.current_epoch == self.epoch and self.batch is None and not trainer.ckpt_path:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch \
+                and not trainer.ckpt_path:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -24,9 +24,11 @@ def report(metrics: dict, run_dir: Path) -> None:
 def main(cfg: DictConfig) -> float | None:
     with collector_paused():
         from imgexp.train.fit import fit_and_test
+        from imgexp.train.resume import resumed_config
         from imgexp.training.ddp import ddp_job_of_a_sweep, is_rank_zero
 
     quiet_libraries()
+    cfg = resumed_config(cfg)  # ckpt_path=...: the run's own config, checked overrides on top
     with ddp_job_of_a_sweep(cfg.trainer):
         metrics = fit_and_test(cfg)
     if is_rank_zero():
