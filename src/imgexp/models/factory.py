@@ -8,6 +8,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from imgexp.data.names import check_class_names
 from imgexp.errors import ImgexpError
 from imgexp.models.module import ImageClassifier
 
@@ -85,6 +86,7 @@ def read_checkpoint(path: str | Path) -> dict:
                           "at a file a training run wrote (RUN/checkpoints/best.ckpt)") from None
     if not isinstance(ckpt, dict) or "imgexp" not in ckpt:
         raise ImgexpError(f"{path} is not an imgexp checkpoint (no class names/config inside)")
+    check_class_names(ckpt["imgexp"].get("class_names"), f"checkpoint {path}")
     return ckpt
 
 

@@ -149,7 +149,7 @@ def predict_folder(cfg: DictConfig) -> dict:
     destinations = []
     for path, label, unknown in zip(table["path"], table["predicted"], table["unknown"],
                                     strict=True):
-        dest = place(Path(path), output / (UNKNOWN if unknown else label), settings.mode)
+        dest = place(Path(path), output, UNKNOWN if unknown else label, settings.mode)
         destinations.append(str(dest.relative_to(output)) if dest else "")
     table["destination"] = destinations
     write_text_atomic(output / "predictions.csv", table.to_csv(index=False))

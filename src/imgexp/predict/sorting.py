@@ -5,14 +5,16 @@ from pathlib import Path
 
 from imgexp.atomic import PLACEMENT_MODES, place_file
 from imgexp.errors import ImgexpError
+from imgexp.paths import inside
 
 MODES = (*PLACEMENT_MODES, "none")
 
 
-def place(src: Path, folder: Path, mode: str) -> Path | None:
-    """folder/<src name>, or <stem>_1<ext>, <stem>_2<ext>... when that name is taken."""
+def place(src: Path, output: Path, label: str, mode: str) -> Path | None:
+    """output/<label>/<src name>, or <stem>_1<ext>, <stem>_2<ext>... when that name is taken."""
     if mode == "none":
         return None
+    folder = inside(output, Path(label) / src.name, "class name").parent
     folder.mkdir(parents=True, exist_ok=True)
     stem, suffix = src.stem, src.suffix
     for n in range(100_000):
