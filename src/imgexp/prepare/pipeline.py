@@ -46,8 +46,7 @@ def run_prepare(cfg: DictConfig) -> dict:
     check_class_names(sorted(set(map_labels(scan.class_names, p.class_map,
                                             "prepare.class_map").values())),
                       f"the class folders of data.root={root}")
-    options = CheckOptions(min_size=p.min_size, max_pixels=p.max_pixels,
-                           full_decode=p.full_decode, phash=p.near_dup)
+    options = CheckOptions(min_size=p.min_size, full_decode=p.full_decode, phash=p.near_dup)
     checks = inspect_all(root, [c.path for c in scan.candidates], options, p.workers,
                          p.progress)
     relabel, review_warnings = {}, []
