@@ -1,4 +1,5 @@
-"""Where the clone lives: configs and default data/output folders are found relative to it.
+"""Where the clone lives (configs and default data/output folders are found relative to it),
+and the check that a path joined onto a folder stays inside it.
 
 The project is used from its clone with an editable install (as lightning-hydra-template is),
 so the repository root is two levels above this package.
