@@ -47,23 +47,24 @@ def png_bytes(size=(20, 20)) -> bytes:
 # -- uploads ------------------------------------------------------------------------------------
 def test_upload_decodes_like_training_data(digits_root):
     path = digit_png(digits_root, "3")
-    pixels, display = decode_upload("x.png", path.read_bytes(), 16, max_upload_mb=1,
-                                    max_pixels=10_000)
+    pixels, display = decode_upload("x.png", path.read_bytes(), 16, max_upload_mb=1)
     assert pixels.shape == (16, 16, 3) and pixels.dtype == np.uint8
     np.testing.assert_array_equal(pixels, load_rgb(path, 16))
     assert display.mode == "RGB"
 
 
-@pytest.mark.parametrize(("name", "data", "limit_mb", "max_pixels", "message"), [
-    ("notes.txt", b"hello", 1, 10_000, "not an image file"),
-    ("big.png", png_bytes((40, 40)), 0.001, 10_000, "uploads are limited to 0.001 MB"),
-    ("empty.png", b"", 1, 10_000, "is empty"),
-    ("fake.png", b"\x89PNG but not really", 1, 10_000, "cannot be used: not an image"),
-    ("bomb.png", png_bytes((200, 200)), 1, 10_000, "too many pixels: 200x200 > 10000"),
+@pytest.mark.parametrize(("name", "data", "limit_mb", "message"), [
+    ("notes.txt", b"hello", 1, "not an image file"),
+    ("big.png", png_bytes((40, 40)), 0.001, "uploads are limited to 0.001 MB"),
+    ("empty.png", b"", 1, "is empty"),
+    ("fake.png", b"\x89PNG but not really", 1, "cannot be used: not an image"),
+    ("bomb.png", png_bytes((200, 200)), 1,
+     "200x200 = 0.0 MP > IMGEXP_MAX_IMAGE_PIXELS=10000"),
 ], ids=["extension", "size", "empty", "garbage", "bomb"])
-def test_bad_upload_says_why(name, data, limit_mb, max_pixels, message):
+def test_bad_upload_says_why(name, data, limit_mb, message, monkeypatch):
+    monkeypatch.setenv("IMGEXP_MAX_IMAGE_PIXELS", "10000")
     with pytest.raises(BadUpload, match=message.replace(".", r"\.")):
-        decode_upload(name, data, 16, limit_mb, max_pixels)
+        decode_upload(name, data, 16, limit_mb)
 
 
 # -- recognition --------------------------------------------------------------------------------

@@ -36,13 +36,13 @@ def test_place_never_overwrites(tmp_path, mode):
     for src, data in ((src_a, b"first"), (src_b, b"second")):
         src.parent.mkdir()
         src.write_bytes(data)
-    out = tmp_path / "out" / "cls"
-    first, second = place(src_a, out, mode), place(src_b, out, mode)
+    out = tmp_path / "out"
+    first, second = place(src_a, out, "cls", mode), place(src_b, out, "cls", mode)
     assert (first.name, second.name) == ("x.png", "x_1.png")
     assert first.read_bytes() == b"first" and second.read_bytes() == b"second"
     assert src_a.read_bytes() == b"first"  # sources untouched
     assert (mode == "symlink") == second.is_symlink()
-    assert place(src_a, out, "none") is None
+    assert place(src_a, out, "cls", "none") is None
 
 
 def test_list_inputs_skips_hidden_files_and_the_output_folder(tmp_path):

@@ -165,13 +165,16 @@ def hundred_mp_root(tmp_path_factory) -> Path:
     return root
 
 
-def test_100_megapixel_jpeg_is_checked_within_max_pixels(hundred_mp_root, tmp_path):
+def test_100_megapixel_jpeg_is_checked_within_max_pixels(hundred_mp_root, tmp_path,
+                                                         monkeypatch):
     out = run_prepare_on(hundred_mp_root, tmp_path / "run")
     assert (out.row("cat/huge.jpg")["width"], out.row("cat/huge.jpg")["height"]) == \
         ("10000", "10000")
-    out = run_prepare_on(hundred_mp_root, tmp_path / "strict", "prepare.max_pixels=50000000")
-    assert out.rejected["cat/huge.jpg"] == \
-        "decompression bomb: 10000x10000 = 100.0 MP > prepare.max_pixels=50000000"
+    monkeypatch.setenv("IMGEXP_MAX_IMAGE_PIXELS", "50000000")
+    out = run_prepare_on(hundred_mp_root, tmp_path / "strict")
+    assert out.rejected["cat/huge.jpg"] == ("decompression bomb: 10000x10000 = 100.0 MP > "
+                                            "IMGEXP_MAX_IMAGE_PIXELS=50000000 (raise it to "
+                                            "decode this image)")
 
 
 def test_100_megapixel_jpeg_check_does_not_blow_up_memory(hundred_mp_root):

@@ -14,7 +14,7 @@ from imgexp.errors import ImgexpError
 
 PAGE_SCRIPT = Path(__file__).parent / "streamlit_app.py"
 SETTING_KEYS = ("ckpt_path", "gallery", "cache_dir", "unknown_threshold", "compare_threshold",
-                "top_k", "neighbours", "max_upload_mb", "max_pixels", "map_csv",
+                "top_k", "neighbours", "max_upload_mb", "map_csv",
                 "max_map_points", "device")
 
 

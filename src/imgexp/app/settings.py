@@ -22,7 +22,6 @@ class AppSettings:
     top_k: int = 5
     neighbours: int = 8
     max_upload_mb: float = 20.0
-    max_pixels: int = 50_000_000
     map_csv: str | None = None
     max_map_points: int = 1500
     device: str = "auto"  # and the two below: conf/inference, resolved by imgexp/device.py

@@ -66,7 +66,7 @@ def image_input(key: str, settings: AppSettings, model, gallery: Gallery,
         try:
             pixels, display = decode_upload(upload.name, upload.getvalue(),
                                             input_size(model),
-                                            settings.max_upload_mb, settings.max_pixels)
+                                            settings.max_upload_mb)
         except BadUpload as exc:
             st.error(str(exc))
             return None

@@ -34,12 +34,12 @@ def check_upload(name: str, data: bytes, max_upload_mb: float) -> None:
 
 
 def decode_upload(name: str, data: bytes, image_size: int, max_upload_mb: float,
-                  max_pixels: int) -> tuple[np.ndarray, Image.Image]:
+                  ) -> tuple[np.ndarray, Image.Image]:
     """(model input HxWx3 uint8 at image_size, display thumbnail) of an uploaded image."""
     check_upload(name, data, max_upload_mb)
     try:
-        # open_image first: it enforces max_pixels before any full decode
-        display = open_image(io.BytesIO(data), size=DISPLAY_SIZE, max_pixels=max_pixels)
+        # open_image first: it enforces the pixel limit before any full decode
+        display = open_image(io.BytesIO(data), size=DISPLAY_SIZE)
         # the model input is decoded exactly as the training data was (load_rgb)
         pixels = load_rgb(io.BytesIO(data), image_size)
     except UnreadableImage as exc:

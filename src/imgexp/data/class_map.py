@@ -7,6 +7,7 @@ named. Folders not named, without `*`, keep their own name.
 
 from collections.abc import Mapping
 
+from imgexp.data.names import check_class_names
 from imgexp.errors import ImgexpError
 
 OTHER_CLASSES = "*"
@@ -33,6 +34,7 @@ def map_labels(class_names: list[str], class_map: Mapping | None, key: str = "cl
         if value is None or isinstance(value, Mapping | list):
             raise ImgexpError(f"{key}: {k!r} maps to {value!r}; map each folder to a class "
                               f"name, e.g. {{{k}: other}}")
+        check_class_names([str(value)], f"{key} value of {k!r}")
         if k == OTHER_CLASSES:
             default = str(value)
             continue

@@ -19,6 +19,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from imgexp.data.class_map import map_labels
 from imgexp.data.dataset import ImageDataset, SharedImageCache, collate_skipping
 from imgexp.data.digits import ensure_digits
+from imgexp.data.names import check_class_names
 from imgexp.data.samplers import (
     BalancedSampler,
     OversamplingSampler,
@@ -64,6 +65,8 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     root = Path(root or meta.get("root") or manifest.parent)
     classes = list(meta.get("classes") or sorted(set(df["label"])))
+    check_class_names([*classes, *sorted(set(df["label"]) - set(classes))],
+                      f"manifest {manifest}")
     samples = [Sample(p, lab, s) for p, lab, s in zip(df["path"], df["label"], df["split"],
                                                       strict=True)]
     return root, classes, samples
@@ -163,7 +166,8 @@ class ImageDataModule(L.LightningDataModule):
             else:
                 samples = stratified_split(self._relabel(scan_class_folders(self.root)),
                                            self.ratios, self.split_seed)
-            classes = sorted({s.label for s in samples})
+            classes = check_class_names(sorted({s.label for s in samples}),
+                                        f"the class folders of data.root={self.root}")
         if self.kfold:
             samples = kfold_split(samples, self.kfold, self.fold, self.split_seed)
         if self.require_readable_classes:

@@ -7,6 +7,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from imgexp.data.names import check_class_names
 from imgexp.errors import ImgexpError
 from imgexp.models.module import ImageClassifier
 from imgexp.models.safe_load import safe_load
@@ -82,6 +83,7 @@ def read_checkpoint(path: str | Path) -> dict:
     if not isinstance(ckpt, dict) or "imgexp" not in ckpt:
         raise ImgexpError(f"{path} is not an imgexp checkpoint (no class names/config inside)")
     check_checkpoint_contents(path, ckpt)
+    check_class_names(ckpt["imgexp"]["class_names"], f"checkpoint {path}")
     return ckpt
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgexp.data.names import check_class_names
 from imgexp.errors import ImgexpError
 
 INPUT = "images"
@@ -35,7 +36,8 @@ class ExportedClassifier(nn.Module):
 
 
 def onnx_metadata(model) -> dict[str, str]:
-    return {"class_names": json.dumps(model.class_names),
+    names = check_class_names(model.class_names, "the model being exported")
+    return {"class_names": json.dumps(names),
             "image_size": str(int(model.config["data"]["image_size"])),
             "input": "uint8 RGB NCHW at image_size x image_size, not normalised",
             "imgexp_config": json.dumps(model.config)}
@@ -68,7 +70,13 @@ class OnnxClassifier:
         if "class_names" not in meta or "imgexp_config" not in meta:
             raise ImgexpError(f"{path} was not written by imgexp-export (no class names in its "
                               "metadata): export the checkpoint with imgexp-export")
-        self.class_names = json.loads(meta["class_names"])
+        try:
+            names = json.loads(meta["class_names"])
+        except json.JSONDecodeError:
+            raise ImgexpError(f"ONNX metadata of {path}: class_names is not JSON: export the "
+                              "checkpoint again with imgexp-export") from None
+        # the file runs no code, but its names become folder names
+        self.class_names = check_class_names(names, f"ONNX metadata of {path}")
         self.config = json.loads(meta["imgexp_config"])
 
     def _run(self, images: torch.Tensor) -> list[np.ndarray]:

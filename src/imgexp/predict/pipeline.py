@@ -30,7 +30,13 @@ from imgexp.models.scores import (
     resolve_ood,
     threshold_for_false_reject_rate,
 )
-from imgexp.predict.sorting import check_mode, place
+from imgexp.predict.sorting import (
+    begin_output,
+    check_mode,
+    check_unfinished,
+    finish_output,
+    place,
+)
 from imgexp.unknown import UNKNOWN, is_unknown
 
 log = logging.getLogger(__name__)
@@ -130,6 +136,7 @@ def predict_folder(cfg: DictConfig) -> dict:
                                cfg.predict.top_k)
     check_mode(settings.mode)
     output = Path(cfg.output).expanduser()
+    check_unfinished(output)
     if (output / "predictions.csv").exists():
         raise ImgexpError(f"{output} already holds predictions.csv from an earlier run: "
                           "choose a new output= folder")
@@ -155,10 +162,11 @@ def predict_folder(cfg: DictConfig) -> dict:
                                    cfg.predict.progress, inference)
     table = predictions_table(paths, outputs, score, names, settings)
     rejected = rejected_table(paths, outputs)
+    begin_output(output, [*names, UNKNOWN])
     destinations = []
     for path, label, unknown in zip(table["path"], table["predicted"], table["unknown"],
                                     strict=True):
-        dest = place(Path(path), output / (UNKNOWN if unknown else label), settings.mode)
+        dest = place(Path(path), output, UNKNOWN if unknown else label, settings.mode)
         destinations.append(str(dest.relative_to(output)) if dest else "")
     table["destination"] = destinations
     write_text_atomic(output / "predictions.csv", table.to_csv(index=False))
@@ -177,6 +185,7 @@ def predict_folder(cfg: DictConfig) -> dict:
             correct = labels == outputs.proba.argmax(1)
             summary["error_budget"] |= realised(~table["unknown"].to_numpy(), correct)
     write_json_atomic(output / "summary.json", summary)
+    finish_output(output)
     return summary
 
 

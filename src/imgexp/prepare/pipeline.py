@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from imgexp.data.class_map import map_labels
+from imgexp.data.names import check_class_names
 from imgexp.data.splits import SPLITS, SplitLayout, check_split_ratios
 from imgexp.errors import ImgexpError
 from imgexp.prepare.assign import assign_splits
@@ -39,8 +40,10 @@ def run_prepare(cfg: DictConfig) -> dict:
     _validate(p)
     root = Path(os.path.abspath(cfg.data.root))
     scan = scan_root(root)
-    options = CheckOptions(min_size=p.min_size, max_pixels=p.max_pixels,
-                           full_decode=p.full_decode, phash=p.near_dup)
+    check_class_names(sorted(set(map_labels(scan.class_names, p.class_map,
+                                            "prepare.class_map").values())),
+                      f"the class folders of data.root={root}")
+    options = CheckOptions(min_size=p.min_size, full_decode=p.full_decode, phash=p.near_dup)
     checks = inspect_all(root, [c.path for c in scan.candidates], options, p.workers,
                          p.progress)
     relabel, review_warnings = {}, []

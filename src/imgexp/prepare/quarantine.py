@@ -14,6 +14,7 @@ from pathlib import Path
 
 from imgexp.atomic import write_json_atomic
 from imgexp.errors import ImgexpError
+from imgexp.paths import inside
 
 log = logging.getLogger(__name__)
 LOG_NAME = "quarantine_log.json"
@@ -26,7 +27,8 @@ def quarantine(root: Path, rejected: list[tuple[str, str]], run_dir: Path) -> di
               "files": [{"path": p, "reason": r} for p, r in rejected], "restored": None}
     log_path = write_json_atomic(run_dir / LOG_NAME, record)
     for entry in record["files"]:
-        source, target = root / entry["path"], folder / entry["path"]
+        source, target = (inside(root, entry["path"], "rejected file"),
+                          inside(folder, entry["path"], "rejected file"))
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(source, target)
@@ -63,7 +65,9 @@ def restore(log_path: Path) -> dict:
     root, folder = Path(record["root"]), Path(record["quarantine"])
     restored, conflicts = 0, []
     for entry in record["files"]:
-        source, target = folder / entry["path"], root / entry["path"]
+        # the log is a file a user can edit: its paths must stay inside both folders
+        source, target = (inside(folder, entry["path"], f"{log_path}: path"),
+                          inside(root, entry["path"], f"{log_path}: path"))
         if not os.path.lexists(source):
             continue  # never moved (the move failed or the run stopped first)
         if os.path.lexists(target):

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from imgexp.atomic import PLACEMENT_MODES, place_file, publish
 from imgexp.errors import ImgexpError
+from imgexp.paths import inside
 from imgexp.prepare.sniff import CANONICAL_EXTENSION, EXTENSION_FORMATS
 
 MODES = PLACEMENT_MODES
@@ -38,7 +39,7 @@ def export_split(root: Path, items: list[ExportItem], dest: Path, mode: str) -> 
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
         for item in items:
-            target = tmp / export_path(item)
+            target = inside(tmp, export_path(item), "export path")
             target.parent.mkdir(parents=True, exist_ok=True)
             place_file(root / item.path, target, mode, "prepare.export")
         publish(tmp, dest)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from imgexp.atomic import PLACEMENT_MODES, place_file
 from imgexp.errors import ImgexpError
+from imgexp.paths import inside
 from imgexp.progress import progress
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,12 @@ def export_selection(root: Path, rel_paths: list[str], mode: str, export_dir: st
     if target == source or source in target.parents:
         raise ImgexpError(f"select.export_dir={export_dir} is inside the source folder {root}: "
                           "the source is never written to; pick a folder outside it")
+    # every destination checked before the first is written: a manifest path with `..` or
+    # an absolute one would otherwise land outside export_dir
+    places = [(source / rel, inside(target, rel, "manifest path")) for rel in rel_paths]
     done = skipped = 0
-    for rel in progress(rel_paths, desc=f"export ({mode})", unit="img", enabled=show_progress):
-        src, dst = source / rel, target / rel
+    for src, dst in progress(places, desc=f"export ({mode})", unit="img",
+                             enabled=show_progress):
         dst.parent.mkdir(parents=True, exist_ok=True)
         if _already_there(src, dst):
             skipped += 1

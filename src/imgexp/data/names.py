@@ -1,0 +1,44 @@
+"""A class name becomes a folder name (predict's output/<class>/, prepare's export, select's
+export), so it is checked once, where it enters: the class folders and a manifest's labels
+(training), a class map's values, a checkpoint's or an ONNX file's metadata (predict, eval,
+export). A name that could leave its folder or that one OS cannot create is refused in one line.
+"""
+
+from imgexp.errors import ImgexpError
+
+# Windows opens these devices whatever the folder and the extension (CON.txt is CON)
+RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+            *(f"LPT{i}" for i in range(1, 10))}
+
+
+def name_problem(name) -> str | None:
+    """Why `name` cannot be a class folder name, or None."""
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not text"
+    if not name:
+        return "is empty"
+    if "/" in name or "\\" in name:
+        return "holds a path separator"
+    if name in (".", ".."):
+        return "is a relative folder"
+    if name.startswith("."):
+        return "starts with a dot (a hidden file)"
+    if name.startswith("-"):
+        return "starts with a dash (read as an option by command-line tools)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds a control character"
+    if name.split(".")[0].rstrip(" ").upper() in RESERVED:
+        return "is a reserved device name on Windows"
+    return None
+
+
+def check_class_names(names, source: str) -> list[str]:
+    """`names` unchanged when every one is a safe folder name; `source` says where they came
+    from (a file, a key) in the one-line error."""
+    if not isinstance(names, list | tuple):
+        raise ImgexpError(f"{source}: the class names are a {type(names).__name__}, not a list")
+    for name in names:
+        if problem := name_problem(name):
+            raise ImgexpError(f"{source}: class name {name!r} {problem}; class names become "
+                              "folder names: rename it")
+    return list(names)
