@@ -117,7 +117,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = read_checkpoint(cfg.ckpt_path)  # read once: the model and its run's loggers
     model = model_from_checkpoint(ckpt)
-    inference = inference_for(model, cfg.device, cfg.inference, as_tested=True)
+    inference = inference_for(model, cfg.device, cfg.inference)
     datamodule = datamodule_for(model, OmegaConf.to_container(cfg.data))
     split, names = cfg.split, model.class_names
     with_retrieval = cfg.eval.retrieval is True or (cfg.eval.retrieval == "auto"

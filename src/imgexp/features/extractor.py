@@ -65,11 +65,12 @@ class FeatureExtractor:
     """
 
     def __init__(self, network: nn.Module, image_size: int, identity: str,
-                 device: str = "auto", precision: str = "auto", channels_last: bool = True):
+                 device: str = "auto", precision: str = "auto", channels_last: bool = True,
+                 tested_in: str | None = None):
         self.image_size = int(image_size)
         self.requested = precision
         self.inference = resolve_inference(network, device, precision, channels_last,
-                                           key="select.precision")
+                                           key="select.precision", tested_in=tested_in)
         self.network = network
         self.base_identity = f"{identity}|size={self.image_size}"
 
@@ -118,17 +119,19 @@ class FeatureExtractor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, mode: str = "embed",
                         **kwargs) -> "FeatureExtractor":
-        """A model trained by imgexp-train: `embed` (L2-normalised, what the model compares
-        images with) or `features` (raw pooled backbone output)."""
+        """A model trained by imgexp-train (`auto` precision: the one its run tested in):
+        `embed` (L2-normalised, what the model compares images with) or `features` (raw pooled backbone output)."""
         from imgexp.models import load_model
         from imgexp.models.data_config import input_size
+        from imgexp.models.inference import tested_precision
 
         if mode not in ("embed", "features"):
             raise ImgexpError(f"select.ckpt_features={mode!r} is not an option: embed or features")
         model = load_model(path)
         size = input_size(model)
         identity = f"ckpt={_file_digest(path)}|mode={mode}"
-        return cls(_CheckpointFeatures(model, mode), size, identity, **kwargs)
+        return cls(_CheckpointFeatures(model, mode), size, identity,
+                   tested_in=tested_precision(model), **kwargs)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW (any device) -> float32 (N, D) on the CPU."""

@@ -52,12 +52,12 @@ def load_for_inference(path: str | Path, device: str, settings) -> tuple[object,
     return model, inference_for(model, device, settings)
 
 
-def inference_for(model, device: str, settings, as_tested: bool = False) -> Inference:
+def inference_for(model, device: str, settings) -> Inference:
     """The stage's `device` and `inference` config ({precision, channels_last}) resolved for
-    this checkpoint's model (moved to the device, in place). as_tested: `auto` is the
-    precision the run's own test computed in (eval gives back the run's metrics)."""
+    this checkpoint's model (moved to the device, in place): `auto` is the precision the
+    run's own test computed in, so every stage gives the scores the run reported."""
     return resolve_inference(model, device, settings["precision"], settings["channels_last"],
-                             tested_in=tested_precision(model) if as_tested else None)
+                             tested_in=tested_precision(model))
 
 
 def tested_precision(model) -> str | None:
