@@ -99,8 +99,8 @@ def auto_precision(device: torch.device, network: nn.Module | None = None) -> st
 
 def resolve_precision(precision: str, device: torch.device, network: nn.Module | None = None,
                       key: str = "inference.precision", tested_in: str | None = None) -> str:
-    """bf16 | fp32 as given; auto -> `tested_in` (the precision a run's own test used: its
-    metrics come back as they were) where given, else auto_precision."""
+    """bf16 | fp32 as given; auto -> `tested_in` (the precision a checkpoint's run tested in:
+    its metrics come back as they were) where given, else auto_precision."""
     if precision not in PRECISIONS:
         raise ImgexpError(f"{key}={precision!r} is not an option: use {PRECISIONS}")
     if precision == "auto":
