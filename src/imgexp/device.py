@@ -80,16 +80,20 @@ def trainer_precision(trainer_precision) -> str:
     return TRAINER_PRECISIONS.get(value, "fp32")
 
 
-def auto_precision(device: torch.device, network: nn.Module | None = None) -> str:
-    """`auto` from facts only, the same on every run of a machine: bf16 where the hardware
-    computes it natively and the network has no depthwise convolution on a CPU, fp32
-    elsewhere. $IMGEXP_PRECISION=bf16|fp32 stands for the answer (to test the other one)."""
+def forced_precision() -> str | None:
+    """$IMGEXP_PRECISION=bf16|fp32: what `auto` resolves to wherever it applies, so the suite
+    can be run in the precision this machine would not pick (.ci/run's second pass)."""
     forced = os.environ.get(PRECISION_ENV)
-    if forced:
-        if forced not in PRECISIONS[1:]:
-            raise ImgexpError(f"{PRECISION_ENV}={forced!r} is not an option: use bf16 or fp32 "
-                              "(or unset it)")
-        return forced
+    if forced and forced not in PRECISIONS[1:]:
+        raise ImgexpError(f"{PRECISION_ENV}={forced!r} is not an option: use bf16 or fp32 "
+                          "(or unset it)")
+    return forced or None
+
+
+def auto_precision(device: torch.device, network: nn.Module | None = None) -> str:
+    """`auto` without a run to follow, from facts only (the same on every run of a machine):
+    bf16 where the hardware computes it natively and, on a CPU, the network has no depthwise
+    convolution; fp32 elsewhere."""
     if not bf16_native(device):
         return "fp32"
     if device.type == "cpu" and network is not None and has_depthwise(network):
@@ -99,12 +103,13 @@ def auto_precision(device: torch.device, network: nn.Module | None = None) -> st
 
 def resolve_precision(precision: str, device: torch.device, network: nn.Module | None = None,
                       key: str = "inference.precision", tested_in: str | None = None) -> str:
-    """bf16 | fp32 as given; auto -> `tested_in` (the precision a checkpoint's run tested in:
-    its metrics come back as they were) where given, else auto_precision."""
+    """bf16 | fp32 as given; auto -> $IMGEXP_PRECISION where set, else `tested_in` (the
+    precision a checkpoint's run tested in: its metrics come back as they were) where given,
+    else auto_precision. Never a timing: the same command gives the same numbers."""
     if precision not in PRECISIONS:
         raise ImgexpError(f"{key}={precision!r} is not an option: use {PRECISIONS}")
     if precision == "auto":
-        return tested_in or auto_precision(device, network)
+        return forced_precision() or tested_in or auto_precision(device, network)
     if precision == "bf16" and not bf16_native(device):
         log.warning("%s=bf16 on hardware without native bf16: emulated, usually slower "
                     "than fp32 (auto would pick fp32 here)", key)

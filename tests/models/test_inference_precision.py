@@ -136,11 +136,10 @@ def test_eval_by_default_gives_back_the_runs_test_metrics(tmp_path, monkeypatch,
 @pytest.mark.parametrize(("trainer", "expected"), [("32-true", "fp32"), ("bf16-mixed", "bf16"),
                                                    ("16-mixed", "fp32")])
 def test_a_checkpoints_auto_is_the_precision_its_run_tested_in(monkeypatch, no_forced_precision,
-                                                      trainer, expected):
-    """Eval, predict, explain, the app: whatever the hardware (here: without native bf16) and
-    $IMGEXP_PRECISION; an explicit inference.precision still wins. fp16 is no inference option: fp32, with a warning."""
+                                                                trainer, expected):
+    """Eval, predict, explain, the app: whatever the hardware (here: without native bf16);
+    an explicit inference.precision still wins. fp16 is no inference option: fp32, warned."""
     monkeypatch.setattr(device_mod, "bf16_native", lambda device: False)
-    monkeypatch.setenv(device_mod.PRECISION_ENV, "fp32" if expected == "bf16" else "bf16")
     model = type("Model", (torch.nn.Sequential,), {})(torch.nn.Conv2d(3, 4, 3))
     model.config = {"trainer": {"precision": trainer}}
     settings = {"precision": "auto", "channels_last": False}
