@@ -34,7 +34,7 @@ def files(root):
 
 def test_checkpoint_extractor_gives_the_models_embeddings(extractor, digits_ckpt, small_digits):
     assert extractor.image_size == 16 and "mode=embed" in extractor.identity
-    # auto resolves per machine (bf16 where the CPU has it natively); the cache key says which
+    # auto: the precision the run tested in (fp32), or $IMGEXP_PRECISION's; the key says which
     assert extractor.precision in ("bf16", "fp32")
     assert f"size=16|precision={extractor.precision}" in extractor.identity
     feats, stats = extract_features(files(small_digits), extractor, batch_size=16, progress=False)

@@ -62,7 +62,7 @@ def inference_for(model, device: str, settings) -> Inference:
 
 def tested_precision(model) -> str | None:
     """The precision the run's test computed in: its trainer.precision, in the checkpoint."""
-    precision = model.config.get("trainer", {}).get("precision")
+    precision = (model.config.get("trainer") or {}).get("precision")
     return None if precision is None else trainer_precision(precision)
 
 
