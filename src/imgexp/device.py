@@ -2,10 +2,8 @@
 `device=auto`, `inference.precision=auto` and channels-last for every inference path (eval,
 predict, explain, select's features, the app)."""
 
-import hashlib
 import logging
 import os
-import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -18,12 +16,9 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
 PRECISION_ENV = "IMGEXP_PRECISION"
-# bf16 must be this much faster than fp32 to be chosen: below it the timing noise decides
-MIN_SPEEDUP = 1.1
-MEASURE_BATCH = 8
-# (network structure, input size, device, layout, threads) -> seconds per batch measured: a
-# stage, the app or the tests resolving the same network again do not measure again
-_MEASURED: dict[tuple, str] = {}
+# Lightning's trainer.precision -> the inference precision that computes as it does
+TRAINER_PRECISIONS = {"32-true": "fp32", "32": "fp32", "64-true": "fp32", "64": "fp32",
+                      "bf16-mixed": "bf16", "bf16-true": "bf16", "bf16": "bf16"}
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -69,72 +64,64 @@ class Inference:
                 "channels_last": self.channels_last}
 
 
-def resolve_precision(precision: str, device: torch.device, measure=None,
-                      key: str = "inference.precision") -> str:
-    """bf16 | fp32 as given; auto -> bf16 only where the hardware computes it natively and
-    `measure()` (-> {"fp32": s, "bf16": s}, once per network) finds it faster: depthwise
-    convolutions (EfficientNet) can be slower in bf16 even there. $IMGEXP_PRECISION=bf16|fp32
-    decides `auto` instead (to run the tests either way)."""
-    if precision not in PRECISIONS:
-        raise ImgexpError(f"{key}={precision!r} is not an option: use {PRECISIONS}")
-    if precision != "auto":
-        if precision == "bf16" and not bf16_native(device):
-            log.warning("%s=bf16 on hardware without native bf16: emulated, usually slower "
-                        "than fp32 (auto would pick fp32 here)", key)
-        return precision
+def has_depthwise(network: nn.Module) -> bool:
+    """Whether `network` has depthwise convolutions (EfficientNet, MobileNet, ConvNeXt):
+    oneDNN runs them slower in bf16 than in fp32 even on CPUs with native bf16."""
+    return any(isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+               for m in network.modules())
+
+
+def trainer_precision(trainer_precision) -> str:
+    """The inference precision of a run's `trainer.precision` (its test computed in it)."""
+    value = str(trainer_precision)
+    if value not in TRAINER_PRECISIONS:
+        log.warning("the run trained and tested in trainer.precision=%s, which inference does "
+                    "not offer: fp32 (its metrics may differ in the last digits)", value)
+    return TRAINER_PRECISIONS.get(value, "fp32")
+
+
+def forced_precision() -> str | None:
+    """$IMGEXP_PRECISION=bf16|fp32: what `auto` resolves to wherever it applies, so the suite
+    can be run in the precision this machine would not pick (.ci/run's second pass)."""
     forced = os.environ.get(PRECISION_ENV)
-    if forced:
-        if forced not in PRECISIONS[1:]:
-            raise ImgexpError(f"{PRECISION_ENV}={forced!r} is not an option: use bf16 or fp32 "
-                              "(or unset it)")
-        return forced
+    if forced and forced not in PRECISIONS[1:]:
+        raise ImgexpError(f"{PRECISION_ENV}={forced!r} is not an option: use bf16 or fp32 "
+                          "(or unset it)")
+    return forced or None
+
+
+def auto_precision(device: torch.device, network: nn.Module | None = None) -> str:
+    """`auto` without a run to follow, from facts only (the same on every run of a machine):
+    bf16 where the hardware computes it natively and, on a CPU, the network has no depthwise
+    convolution; fp32 elsewhere."""
     if not bf16_native(device):
         return "fp32"
-    if measure is None:
-        return "bf16"
-    seconds = measure()
-    chosen = "bf16" if seconds["fp32"] >= MIN_SPEEDUP * seconds["bf16"] else "fp32"
-    log.info("precision=auto: %s (a batch in fp32 %.3f s, bf16 %.3f s)", chosen,
-             seconds["fp32"], seconds["bf16"])
-    return chosen
+    if device.type == "cpu" and network is not None and has_depthwise(network):
+        return "fp32"
+    return "bf16"
 
 
-def time_precisions(network: nn.Module, example: torch.Tensor, rounds: int = 3) -> dict:
-    """Seconds per forward of `example` in fp32 and in bf16 autocast, the best of `rounds`
-    interleaved (a busy neighbour slows both alike); a first call each warms oneDNN up."""
-    best = {"fp32": float("inf"), "bf16": float("inf")}
-    with torch.inference_mode():
-        for round_ in range(rounds + 1):
-            for precision in best:
-                with Inference(example.device, precision).autocast():
-                    start = time.perf_counter()
-                    network(example)
-                    if round_:
-                        best[precision] = min(best[precision], time.perf_counter() - start)
-    return best
+def resolve_precision(precision: str, device: torch.device, network: nn.Module | None = None,
+                      key: str = "inference.precision", tested_in: str | None = None) -> str:
+    """bf16 | fp32 as given; auto -> $IMGEXP_PRECISION where set, else `tested_in` (the
+    precision a checkpoint's run tested in: its metrics come back as they were) where given,
+    else auto_precision. Never a timing: the same command gives the same numbers."""
+    if precision not in PRECISIONS:
+        raise ImgexpError(f"{key}={precision!r} is not an option: use {PRECISIONS}")
+    if precision == "auto":
+        return forced_precision() or tested_in or auto_precision(device, network)
+    if precision == "bf16" and not bf16_native(device):
+        log.warning("%s=bf16 on hardware without native bf16: emulated, usually slower "
+                    "than fp32 (auto would pick fp32 here)", key)
+    return precision
 
 
-def _structure_key(network: nn.Module) -> str:
-    shapes = ";".join(f"{n}:{tuple(p.shape)}" for n, p in network.named_parameters())
-    return f"{type(network).__name__}|{hashlib.sha1(shapes.encode()).hexdigest()}"
-
-
-def resolve_inference(network: nn.Module, image_size: int, device: str = "auto",
-                      precision: str = "auto", channels_last: bool = True,
-                      key: str = "inference.precision") -> Inference:
-    """The Inference for `network` (prepared in place: eval, device, layout). `auto`
-    measures `network` on a uint8 batch of `image_size` images once per process."""
+def resolve_inference(network: nn.Module, device: str = "auto", precision: str = "auto",
+                      channels_last: bool = True, key: str = "inference.precision",
+                      tested_in: str | None = None) -> Inference:
+    """The Inference for `network` (prepared in place: eval, device, layout)."""
     dev = resolve_device(device)
-    layout_only = Inference(dev, "fp32", channels_last)
-    layout_only.prepare(network)
-
-    def measure() -> dict:
-        cache_key = (_structure_key(network), image_size, str(dev), channels_last,
-                     torch.get_num_threads())
-        if cache_key not in _MEASURED:
-            example = torch.randint(0, 256, (MEASURE_BATCH, 3, image_size, image_size),
-                                    dtype=torch.uint8)
-            _MEASURED[cache_key] = time_precisions(network, layout_only.inputs(example))
-        return _MEASURED[cache_key]
-
-    return Inference(dev, resolve_precision(precision, dev, measure, key), channels_last)
+    inference = Inference(dev, resolve_precision(precision, dev, network, key, tested_in),
+                          channels_last)
+    inference.prepare(network)
+    return inference

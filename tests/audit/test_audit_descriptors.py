@@ -24,6 +24,8 @@ def test_audit_label_checks_use_the_descriptor_checkpoint(folder, cbir_ckpt, tmp
                          tmp_path / "run")
     summary = run_audit(cfg)
     assert summary["label_issues"]["check"].endswith("features: checkpoint)")
+    # recorded: the run's own precision (trainer=cpu: fp32) unless $IMGEXP_PRECISION forces one
+    assert summary["label_issues"]["precision"] in ("fp32", "bf16")
     # the rows the checks used are the checkpoint's descriptors, cached by file content
     extractor = FeatureExtractor.from_checkpoint(cbir_ckpt, mode="embed", device="cpu")
     rows = {}

@@ -34,7 +34,7 @@ def files(root):
 
 def test_checkpoint_extractor_gives_the_models_embeddings(extractor, digits_ckpt, small_digits):
     assert extractor.image_size == 16 and "mode=embed" in extractor.identity
-    # auto resolves per machine (bf16 where the CPU has it natively); the cache key says which
+    # auto: the precision the run tested in (fp32), or $IMGEXP_PRECISION's; the key says which
     assert extractor.precision in ("bf16", "fp32")
     assert f"size=16|precision={extractor.precision}" in extractor.identity
     feats, stats = extract_features(files(small_digits), extractor, batch_size=16, progress=False)
@@ -139,3 +139,25 @@ def test_imgexp_precision_decides_auto_and_nothing_else(monkeypatch):
     monkeypatch.setenv("IMGEXP_PRECISION", "fp16")
     with pytest.raises(ImgexpError, match="IMGEXP_PRECISION='fp16' is not an option"):
         resolve_precision("auto", cpu)
+
+
+def test_auto_reads_a_cache_in_the_precision_it_was_written_in(small_digits, tmp_path,
+                                                               monkeypatch):
+    """Shards on one machine (fp32) filled the cache; the clustering step on another (bf16)
+    reads every feature from it instead of computing all of them again in bf16 (main: 313
+    images selected instead of 327). An explicit select.precision is a cache of its own."""
+    cache, paths = tmp_path / "cache", files(small_digits)
+    backbone = {"_target_": "imgexp.models.backbones.SimpleCNN", "channels": [8],
+                "dense_units": 8, "image_size": 16}
+    written = {}
+    for machine in ("fp32", "bf16"):  # what the hardware rule gives on each machine
+        monkeypatch.setenv("IMGEXP_PRECISION", machine)
+        extractor = FeatureExtractor.from_backbone(backbone, image_size=16)
+        written[machine] = extract_features(paths, extractor, cache_dir=cache, progress=False)
+    (first, shard), (second, clustering) = written["fp32"], written["bf16"]
+    assert shard["computed"] == 60 and shard["precision"] == "fp32"
+    assert clustering["cached"] == 60 and clustering["computed"] == 0
+    assert clustering["precision"] == "fp32" and np.array_equal(first, second)
+    explicit = FeatureExtractor.from_backbone(backbone, image_size=16, precision="bf16")
+    _, stats = extract_features(paths, explicit, cache_dir=cache, progress=False)
+    assert stats["computed"] == 60 and stats["precision"] == "bf16"

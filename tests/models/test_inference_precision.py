@@ -1,8 +1,9 @@
 """inference.precision / inference.channels_last: one resolver (imgexp/device.py) for eval,
 predict and select's features. Nothing here asserts what `auto` resolves to on this machine:
-the hardware check and the measurement are replaced where the decision itself is tested."""
+the hardware check is replaced where the decision itself is tested."""
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -80,39 +81,70 @@ def no_forced_precision(monkeypatch):
     monkeypatch.delenv(device_mod.PRECISION_ENV, raising=False)
 
 
-def test_auto_is_fp32_without_native_bf16_and_never_measures(monkeypatch, no_forced_precision):
+def clock_favouring(precision: str):
+    """A time.perf_counter under which a forward in `precision` looks 10x faster than in the
+    other one: a stopwatch anywhere in the decision would follow it."""
+    now = [0.0]
+
+    def perf_counter() -> float:
+        fast = torch.is_autocast_enabled("cpu") == (precision == "bf16")
+        now[0] += 0.1 if fast else 1.0
+        return now[0]
+    return perf_counter
+
+
+PLAIN = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+DEPTHWISE = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3, groups=8))
+
+
+@pytest.mark.parametrize(("native", "network", "expected"), [
+    (True, PLAIN, "bf16"), (True, DEPTHWISE, "fp32"),  # oneDNN's depthwise bf16 is slower
+    (False, PLAIN, "fp32"), (False, DEPTHWISE, "fp32")])
+def test_auto_is_decided_by_facts_not_by_a_clock(monkeypatch, no_forced_precision, native,
+                                                 network, expected):
+    """Under a clock that makes bf16 look fast and one that makes it look slow, the same
+    answer: the hardware's native bf16 and the network's structure decide (main timed a
+    batch of each and followed the faster)."""
+    monkeypatch.setattr(device_mod, "bf16_native", lambda device: native)
+    chosen = set()
+    for favoured in ("bf16", "fp32"):
+        monkeypatch.setattr(time, "perf_counter", clock_favouring(favoured))
+        chosen.add(resolve_inference(network, "cpu", "auto").precision)
+    assert chosen == {expected}
+
+
+def test_eval_by_default_gives_back_the_runs_test_metrics(tmp_path, monkeypatch,
+                                                          no_forced_precision, digits_run,
+                                                          digits_ckpt):
+    """On a CPU with native bf16, whatever the clock says, eval computes in the run's own
+    test precision (trainer=cpu: 32-true, recorded in run_info.json) and gives back its
+    test/acc to the last digit (main: bf16 where it timed faster, 0.9590 against 0.9552)."""
+    run_info = json.loads((digits_run / "run_info.json").read_text())
+    assert run_info["precision"] == "32-true"
+    monkeypatch.setattr(device_mod, "bf16_native", lambda device: True)
+    monkeypatch.setattr(time, "perf_counter", clock_favouring("bf16"))
+    out = tmp_path / "eval"
+    cfg = compose_config("eval", [f"ckpt_path={digits_ckpt}", "device=cpu", "log_to_run=false",
+                                  "eval.progress=false"], out)
+    evaluated = evaluate_checkpoint(cfg)
+    assert json.loads((out / "run_info.json").read_text())["inference"]["precision"] == "fp32"
+    trained = json.loads((digits_run / "metrics.json").read_text())
+    # the run logged a float32 (Lightning's metric), eval a float64: equal as float32
+    assert np.float32(evaluated["test/acc"]) == np.float32(trained["test/acc"])
+
+
+@pytest.mark.parametrize(("trainer", "expected"), [("32-true", "fp32"), ("bf16-mixed", "bf16"),
+                                                   ("16-mixed", "fp32")])
+def test_a_checkpoints_auto_is_the_precision_its_run_tested_in(monkeypatch, no_forced_precision,
+                                                                trainer, expected):
+    """Eval, predict, explain, the app: whatever the hardware (here: without native bf16);
+    an explicit inference.precision still wins. fp16 is no inference option: fp32, warned."""
     monkeypatch.setattr(device_mod, "bf16_native", lambda device: False)
-    assert resolve_precision("auto", CPU, measure=lambda: pytest.fail("measured")) == "fp32"
-
-
-@pytest.mark.parametrize(("seconds", "chosen"), [
-    ({"fp32": 1.0, "bf16": 0.4}, "bf16"),   # ResNet50 on AVX512-BF16: ~2x
-    ({"fp32": 1.0, "bf16": 1.6}, "fp32"),   # EfficientNet-B0's depthwise convolutions
-    ({"fp32": 1.0, "bf16": 0.95}, "fp32"),  # within the noise: not worth the rounding
-])
-def test_auto_follows_the_measurement_where_bf16_is_native(monkeypatch, no_forced_precision,
-                                                           seconds, chosen):
-    monkeypatch.setattr(device_mod, "bf16_native", lambda device: True)
-    assert resolve_precision("auto", CPU, measure=lambda: seconds) == chosen
-
-
-def test_auto_measures_a_network_once(monkeypatch, no_forced_precision):
-    """The measurement is cached per network structure: not repeated per batch or per call."""
-    calls = []
-    monkeypatch.setattr(device_mod, "bf16_native", lambda device: True)
-    monkeypatch.setattr(device_mod, "_MEASURED", {})
-    monkeypatch.setattr(device_mod, "time_precisions",
-                        lambda net, x: calls.append(x.shape) or {"fp32": 1.0, "bf16": 0.5})
-    nets = [torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)) for _ in range(2)]
-    for net in [*nets, nets[0]]:
-        assert resolve_inference(net, 8, "cpu", "auto").precision == "bf16"
-    assert calls == [(device_mod.MEASURE_BATCH, 3, 8, 8)]
-
-
-def test_time_precisions_times_both_precisions():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
-    seconds = device_mod.time_precisions(net, torch.zeros(2, 3, 8, 8), rounds=1)
-    assert set(seconds) == {"fp32", "bf16"} and all(np.isfinite(list(seconds.values())))
+    model = type("Model", (torch.nn.Sequential,), {})(torch.nn.Conv2d(3, 4, 3))
+    model.config = {"trainer": {"precision": trainer}}
+    settings = {"precision": "auto", "channels_last": False}
+    assert inference_for(model, "cpu", settings).precision == expected
+    assert inference_for(model, "cpu", settings | {"precision": "fp32"}).precision == "fp32"
 
 
 def test_a_wrong_precision_is_one_line_naming_the_key():

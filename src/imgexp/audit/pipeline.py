@@ -156,7 +156,8 @@ def label_issues(cfg: DictConfig, root: Path, classes: list[str], samples: list[
         return {"issues": [], "summary": {"check": None, "note": note}}
     samples, rows = [samples[i] for i in checked], rows[checked]
     if a.ckpt_path:
-        features, source = _checkpoint_features(a, root, classes, samples), "checkpoint"
+        features, extra["precision"] = _checkpoint_features(a, root, classes, samples)
+        source = "checkpoint"
     else:
         features, source = label_vectors(rows), "HOG of 32x32 grey + 16x16 grey pixels"
     index = {c: k for k, c in enumerate(classes)}
@@ -182,7 +183,8 @@ def label_issues(cfg: DictConfig, root: Path, classes: list[str], samples: list[
 
 
 def _checkpoint_features(a: DictConfig, root: Path, classes: list[str],
-                         samples: list[Sample]) -> np.ndarray:
+                         samples: list[Sample]) -> tuple[np.ndarray, str]:
+    """The checkpoint's embeddings of `samples`, and the precision they were computed in."""
     from imgexp.features.extractor import FeatureExtractor, extract_features
     from imgexp.models.factory import read_checkpoint
 
@@ -193,9 +195,9 @@ def _checkpoint_features(a: DictConfig, root: Path, classes: list[str],
                           f"not on {unknown}: use a checkpoint of these classes, or none "
                           "(audit.ckpt_path=null: pixel features)")
     extractor = FeatureExtractor.from_checkpoint(a.ckpt_path, mode="embed", device=a.device)
-    features, _ = extract_features([root / s.path for s in samples], extractor,
-                                   cache_dir=a.cache_dir, progress=False)
-    return np.nan_to_num(features)
+    features, stats = extract_features([root / s.path for s in samples], extractor,
+                                       cache_dir=a.cache_dir, progress=False)
+    return np.nan_to_num(features), stats["precision"]
 
 
 def _print(summary: dict, run_dir: Path) -> None:

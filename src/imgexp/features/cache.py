@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgexp.atomic import FILE_MODE
 from imgexp.chunks import ChunkStore
 
 
@@ -34,6 +35,26 @@ def hash_files(paths: list[Path], threads: int = 4) -> list[str | None]:
     # hashlib releases the GIL on large buffers: threads overlap disk reads and hashing
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(file_sha256, paths, chunksize=64))
+
+
+def first_precision(cache_dir: Path, identity: str, precision: str) -> str:
+    """The precision the features of `identity` (an extractor, less its precision) were first
+    written in under `cache_dir`; `precision` when it is the first. Created once, by a link
+    (atomic and exclusive): concurrent shards on other machines all read the first one's."""
+    path = Path(cache_dir) / f"precision-{short_key(identity)}.txt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{precision}\n")
+            os.chmod(tmp, FILE_MODE)
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process was first: its precision it is
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip()
 
 
 class FolderCache(ChunkStore):

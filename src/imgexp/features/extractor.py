@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.device import resolve_inference
 from imgexp.errors import ImgexpError
-from imgexp.features.cache import FolderCache, hash_files
+from imgexp.features.cache import FolderCache, first_precision, hash_files
 from imgexp.models.module import IMAGENET_MEAN, IMAGENET_STD
 from imgexp.progress import progress as progress_bar
 
@@ -64,13 +65,36 @@ class FeatureExtractor:
     """
 
     def __init__(self, network: nn.Module, image_size: int, identity: str,
-                 device: str = "auto", precision: str = "auto", channels_last: bool = True):
+                 device: str = "auto", precision: str = "auto", channels_last: bool = True,
+                 tested_in: str | None = None):
         self.image_size = int(image_size)
-        self.inference = resolve_inference(network, self.image_size, device, precision,
-                                           channels_last, key="select.precision")
-        self.device, self.precision = self.inference.device, self.inference.precision
-        self.identity = f"{identity}|size={self.image_size}|precision={self.precision}"
+        self.requested = precision
+        self.inference = resolve_inference(network, device, precision, channels_last,
+                                           key="select.precision", tested_in=tested_in)
         self.network = network
+        self.base_identity = f"{identity}|size={self.image_size}"
+
+    @property
+    def device(self) -> torch.device:
+        return self.inference.device
+
+    @property
+    def precision(self) -> str:
+        return self.inference.precision
+
+    @property
+    def identity(self) -> str:
+        return f"{self.base_identity}|precision={self.precision}"
+
+    def follow_cache(self, cache_dir: str | Path) -> None:
+        """`auto` takes the precision this extractor's features in `cache_dir` were first
+        written in (by shards on another machine, say): a run reading them never computes them
+        again in its own precision."""
+        written = first_precision(Path(cache_dir), self.base_identity, self.precision)
+        if self.requested == "auto" and written != self.precision:
+            log.info("select.precision=auto: %s, the precision of the features in %s",
+                     written, cache_dir)
+            self.inference = replace(self.inference, precision=written)
 
     @classmethod
     def from_backbone(cls, backbone_cfg: DictConfig | dict, image_size: int = 224,
@@ -95,17 +119,19 @@ class FeatureExtractor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, mode: str = "embed",
                         **kwargs) -> "FeatureExtractor":
-        """A model trained by imgexp-train: `embed` (L2-normalised, what the model compares
-        images with) or `features` (raw pooled backbone output)."""
+        """A model trained by imgexp-train (`auto` precision: the one its run tested in):
+        `embed` (L2-normalised, what the model compares images with) or `features` (raw pooled backbone output)."""
         from imgexp.models import load_model
         from imgexp.models.data_config import input_size
+        from imgexp.models.inference import tested_precision
 
         if mode not in ("embed", "features"):
             raise ImgexpError(f"select.ckpt_features={mode!r} is not an option: embed or features")
         model = load_model(path)
         size = input_size(model)
         identity = f"ckpt={_file_digest(path)}|mode={mode}"
-        return cls(_CheckpointFeatures(model, mode), size, identity, **kwargs)
+        return cls(_CheckpointFeatures(model, mode), size, identity,
+                   tested_in=tested_precision(model), **kwargs)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW (any device) -> float32 (N, D) on the CPU."""
@@ -136,6 +162,8 @@ def extract_features(paths: list[str | Path], extractor: FeatureExtractor,
     """
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
+    if cache_dir is not None:
+        extractor.follow_cache(cache_dir)
     # content hashes key the cache; without one there is nothing to look up
     hashes = hash_files(paths) if cache_dir is not None else [""] * len(paths)
     by_folder: dict[Path, list[int]] = defaultdict(list)
@@ -198,5 +226,5 @@ def extract_features(paths: list[str | Path], extractor: FeatureExtractor,
     seconds = time.perf_counter() - start
     stats = {"total": len(paths), "computed": len(rows) - cached, "cached": cached,
              "unreadable": unreadable, "seconds": round(seconds, 3),
-             "identity": extractor.identity, "dim": dim}
+             "identity": extractor.identity, "precision": extractor.precision, "dim": dim}
     return features, stats

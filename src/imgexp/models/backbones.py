@@ -215,6 +215,44 @@ def _hub_offline():
         yield
 
 
+def pooled_width(model: nn.Module) -> int:
+    """The width of a timm model's output without classifier: `head_hidden_size`, which
+    differs from `num_features` where a conv head follows the pooling (MobileNetV3: 1024 vs
+    288, GhostNet); models without the attribute output `num_features`."""
+    return getattr(model, "head_hidden_size", None) or model.num_features
+
+
+def _fixed_size(name: str) -> int | None:
+    """The one input size of models built for it (ViT, DeiT, Swin, LeViT, EfficientFormer:
+    position embeddings or attention biases sized for it); None for the others."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name.split(".")[0])
+    return cfg.input_size[-1] if cfg and cfg.fixed_input_size else None
+
+
+def _check_runs(model: nn.Module, name: str, image_size: int, in_chans: int) -> None:
+    """One forward at data.image_size before training: a model that cannot run at that size
+    is refused in one line naming why, not a traceback at the first batch."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            width = model(torch.zeros(1, in_chans, image_size, image_size)).shape[-1]
+    except Exception as exc:  # noqa: BLE001 - any failure here means: not at this size
+        fixed = _fixed_size(name)
+        built_for = f"built for {fixed} px only; " if fixed else ""
+        detail = " ".join(str(exc).split())[:200]
+        raise ImgexpError(f"model.backbone.name={name} does not run on data.image_size="
+                          f"{image_size} images ({built_for}{type(exc).__name__}: {detail}): "
+                          "use another data.image_size or another model") from None
+    finally:
+        model.train(training)
+    if width != pooled_width(model):
+        raise ImgexpError(f"model.backbone.name={name} outputs {width} features where timm "
+                          f"says {pooled_width(model)}: its head could not be sized")
+
+
 class TimmBackbone(nn.Module):
     """Any timm model without its classifier (num_classes=0 gives pooled features).
 
@@ -225,7 +263,8 @@ class TimmBackbone(nn.Module):
     """
 
     def __init__(self, name: str, pretrained: bool = False, checkpoint_path: str | None = None,
-                 drop_rate: float = 0.0, drop_path_rate: float | None = None, in_chans: int = 3):
+                 drop_rate: float = 0.0, drop_path_rate: float | None = None, in_chans: int = 3,
+                 image_size: int | None = None):
         import timm  # here, not at the top: a SimpleCNN run does not pay timm's import
 
         super().__init__()
@@ -235,6 +274,8 @@ class TimmBackbone(nn.Module):
         if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
             raise ImgexpError(f"model.backbone.name={name!r} is not a timm model "
                               "(see timm.list_models())")
+        if image_size and _fixed_size(name):  # built for data.image_size, not for its own
+            kwargs["img_size"] = image_size
         found: list = []
         if checkpoint_path:
             if not Path(checkpoint_path).is_file():
@@ -263,8 +304,10 @@ class TimmBackbone(nn.Module):
             raise ImgexpError(f"cannot build backbone {name}: {detail}") from None
         if checkpoint_path:
             self._check_loaded(name, str(checkpoint_path), weights, found)
-        self.num_features = self.model.num_features
+        self.num_features = pooled_width(self.model)
         self.name = name
+        if image_size:
+            _check_runs(self.model, name, image_size, in_chans)
 
     def _check_loaded(self, name: str, path: str, weights: dict, found: list) -> None:
         # BatchNorm's step counters are not weights (torch fills them in when absent)

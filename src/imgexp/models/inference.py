@@ -9,9 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from imgexp.device import PRECISIONS, Inference, resolve_inference
+from imgexp.device import PRECISIONS, Inference, resolve_inference, trainer_precision
 from imgexp.errors import ImgexpError
-from imgexp.models.data_config import input_size
 from imgexp.progress import progress as progress_bar
 
 log = logging.getLogger(__name__)
@@ -55,9 +54,16 @@ def load_for_inference(path: str | Path, device: str, settings) -> tuple[object,
 
 def inference_for(model, device: str, settings) -> Inference:
     """The stage's `device` and `inference` config ({precision, channels_last}) resolved for
-    this checkpoint's model (moved to the device, in place)."""
-    return resolve_inference(model, input_size(model), device, settings["precision"],
-                             settings["channels_last"])
+    this checkpoint's model (moved to the device, in place): `auto` is the precision the
+    run's own test computed in, so every stage gives the scores the run reported."""
+    return resolve_inference(model, device, settings["precision"], settings["channels_last"],
+                             tested_in=tested_precision(model))
+
+
+def tested_precision(model) -> str | None:
+    """The precision the run's test computed in: its trainer.precision, in the checkpoint."""
+    precision = (model.config.get("trainer") or {}).get("precision")
+    return None if precision is None else trainer_precision(precision)
 
 
 @torch.inference_mode()

@@ -117,7 +117,7 @@ def write_outputs(run_dir: Path, cfg: DictConfig, root: Path, samples: list[Samp
         "selected_fraction": round(len(chosen) / len(samples), 4),
         "unreadable": feature_stats["unreadable"],
         "features": {k: feature_stats[k] for k in ("computed", "cached", "seconds", "dim",
-                                                   "identity")},
+                                                   "precision", "identity")},
         "clustering": {k: v for k, v in clusters.info.items()
                        if k not in ("spread", "nearest_centroid_distance", "k_table")},
         "k_table": k_table, "clusters": per_cluster(clusters, sizes, counts, table),

@@ -159,5 +159,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
         if is_rank_zero():
             write_run_info(run_dir, cfg.seed, datamodule.manifest_hash(), clock.total(),
                            extra={"exit_code": exit_code, "data_cache": datamodule.cache_used,
-                                  "world_size": trainer.world_size})
+                                  "world_size": trainer.world_size,
+                                  # what its test computed in: imgexp-eval's `auto` follows it
+                                  "precision": str(trainer.precision)})
     return metrics
