@@ -7,13 +7,12 @@ folders: the images and their folders are never written to.
 """
 
 import hashlib
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from imgexp.atomic import atomic_path, write_text_atomic
 from imgexp.chunks import ChunkStore
 
 
@@ -46,8 +45,8 @@ class FolderCache(ChunkStore):
     def _ensure_dir(self) -> None:
         if not self.dir.is_dir():
             super()._ensure_dir()
-            (self.dir / "identity.txt").write_text(self.identity + "\n")
-            (self.dir / "folder.txt").write_text(str(self.folder.resolve()) + "\n")
+            write_text_atomic(self.dir / "identity.txt", self.identity + "\n")
+            write_text_atomic(self.dir / "folder.txt", str(self.folder.resolve()) + "\n")
 
     def write_csv(self, names: list[str], hashes: list[str], features: np.ndarray) -> Path:
         """The seed's feature.csv (file name, sha256, one column per feature), for people."""
@@ -58,8 +57,6 @@ class FolderCache(ChunkStore):
         df.insert(0, "sha256", hashes)
         df.insert(0, "file", names)
         path = self.dir / "feature.csv"
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".csv")
-        os.close(fd)
-        df.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.6g")
         return path

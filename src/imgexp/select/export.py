@@ -11,6 +11,7 @@ from pathlib import Path
 
 from imgexp.atomic import PLACEMENT_MODES, place_file
 from imgexp.errors import ImgexpError
+from imgexp.folder_lock import hold_folder
 from imgexp.progress import progress
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def export_selection(root: Path, rel_paths: list[str], mode: str, export_dir: st
     if target == source or source in target.parents:
         raise ImgexpError(f"select.export_dir={export_dir} is inside the source folder {root}: "
                           "the source is never written to; pick a folder outside it")
+    hold_folder(target, "select.export_dir")
     done = skipped = 0
     for rel in progress(rel_paths, desc=f"export ({mode})", unit="img", enabled=show_progress):
         src, dst = source / rel, target / rel
