@@ -95,9 +95,11 @@ def write_json_atomic(path: str | Path, data) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def write_frame_atomic(df: pd.DataFrame, path: str | Path) -> Path:
+def write_frame_atomic(df: pd.DataFrame, path: str | Path, index_label: str | None = None
+                       ) -> Path:
+    """A CSV table; its index only as a column named `index_label`, when given."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=index_label is not None, index_label=index_label)
     return Path(path)
 
 

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
-from imgexp.atomic import write_json_atomic
+from imgexp.atomic import write_frame_atomic, write_json_atomic
 from imgexp.data.build import build_datamodule
 from imgexp.errors import ImgexpError
 from imgexp.folder_lock import hold_folder
@@ -98,7 +98,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_rank_zero():  # under DDP every rank runs this function; one writes the run's files
-        datamodule.split_table().to_csv(run_dir / "data_split.csv", index=False)
+        write_frame_atomic(datamodule.split_table(), run_dir / "data_split.csv")
     model = build_model(cfg, datamodule.classes, datamodule.train_labels())
 
     wandb_kwargs = run_identity()

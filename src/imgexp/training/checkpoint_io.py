@@ -6,6 +6,7 @@ into place: across file systems the move is a copy, and a kill during it left `l
 bytes (the previous good one gone) and the temporary file in /tmp. Loading is Lightning's.
 """
 
+import glob
 import io
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         # temporary files of saves a kill interrupted: nobody else writes here (the run
         # folder is locked, and only rank 0 saves)
-        for leftover in path.parent.glob(f".{path.name}.*"):
+        for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):
             leftover.unlink(missing_ok=True)
         # serialised in memory first (as Lightning does), so that every byte reaches the
         # disk through one Python write: a full disk is an OSError there, not torch's C++ error
