@@ -4,6 +4,7 @@ killed run (or a power cut) leaves the previous version intact. The one implemen
 "write a file safely": checkpoints (training/checkpoint_io.py), cache chunks and reports all
 come through here."""
 
+import errno
 import json
 import os
 import shutil
@@ -40,6 +41,10 @@ def _fsync(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        # some network and FUSE file systems cannot sync a folder: the rename stands anyway
+        if not (Path(path).is_dir() and exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.ENOSYS)):
+            raise
     finally:
         os.close(fd)
 
