@@ -29,6 +29,7 @@ RANK_KEYS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 _held: dict[Path, int] = {}  # folder -> fd of its lock file
 _scopes: list[list[Path]] = []  # the folders each open scope (run, sweep, job) locked
+_stage = {"name": Path(sys.argv[0]).name}  # named in the lock file: imgexp-train, -predict...
 
 
 def _secondary_rank() -> bool:
@@ -67,7 +68,7 @@ def _acquire(folder: Path, key: str) -> int:
         os.close(fd)
     if stale := os.pread(fd, 512, 0).decode(errors="replace").strip():
         log.info("%s: taking over the lock left by %s, which is no longer running", folder, stale)
-    owner = f"PID {os.getpid()} on {socket.gethostname()} ({Path(sys.argv[0]).name})"
+    owner = f"PID {os.getpid()} on {socket.gethostname()} ({_stage['name']})"
     os.ftruncate(fd, 0)
     os.pwrite(fd, owner.encode(), 0)
     return fd
@@ -83,7 +84,9 @@ def hold_folder(folder: str | Path, key: str) -> None:
     _scopes[-1].append(folder)
 
 
-def _open_scope() -> None:
+def _open_scope(config: DictConfig | None = None) -> None:
+    if config is not None:
+        _stage["name"] = f"imgexp-{config.hydra.job.name}"
     _scopes.append([])
 
 
@@ -121,11 +124,11 @@ class FolderLock(Callback):
             _refuse(exc)
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        _open_scope()
+        _open_scope(config)
         self._hold(config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        _open_scope()
+        _open_scope(config)
         self._hold(config.hydra.sweep.dir, "hydra.sweep.dir")
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
