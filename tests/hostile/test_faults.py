@@ -146,6 +146,20 @@ def test_a_second_training_into_a_run_folder_in_use_is_refused_naming_the_first(
     assert [p.name for p in run.iterdir()] == [".imgexp.lock"]  # no .hydra/, no log of ours
 
 
+def test_a_resume_into_a_run_still_in_use_is_refused(tmp_path, holder, digits_run, data_dir):
+    # a resume continues in the checkpoint's run folder (not Hydra's new one): that is the one
+    # to lock
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(
+        (digits_run / "checkpoints" / "last.ckpt").read_bytes())
+    first = holder(run)
+    out = _stage("train", [*TRAIN, f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'b'}",
+                           f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
+    _one_line_error(out, f"PID {first.pid}", "ckpt_path=")
+    assert sorted(p.name for p in run.rglob("*")) == [".imgexp.lock", "checkpoints", "last.ckpt"]
+
+
 def test_a_second_predict_into_an_output_in_use_is_refused_naming_the_first(
         tmp_path, holder, digits_ckpt, digits_root):
     output = tmp_path / "sorted"
