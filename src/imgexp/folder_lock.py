@@ -52,7 +52,9 @@ def _acquire(folder: Path, key: str) -> int:
             folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            raise (write_error(exc, folder) or exc) from exc
+            if error := write_error(exc, folder):
+                raise error from exc
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
