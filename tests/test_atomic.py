@@ -62,3 +62,36 @@ def test_results_get_the_users_usual_permissions_not_the_temporary_files_owner_o
     monkeypatch.setattr(atomic, "FILE_MODE", 0o644)
     path = write_json_atomic(tmp_path / "metrics.json", {"acc": 1.0})
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_cache_chunks_and_reports_get_the_mode_a_plain_open_gives(tmp_path):
+    # chunks were renamed from mkstemp's 0600 file: owner-only on a shared cache folder
+    import stat
+
+    import numpy as np
+
+    from imgexp.chunks import ChunkStore
+    from imgexp.metrics.confusion import write_confusion_files
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    expected = stat.S_IMODE(plain.stat().st_mode)
+    chunk = ChunkStore(tmp_path / "cache").append(["a" * 64], np.zeros((1, 2)))
+    write_confusion_files(tmp_path, np.array([0, 1]), np.array([0, 0]), ["a", "b"], "test")
+    for path in [chunk, *tmp_path.glob("confusion*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+    assert _leftovers(chunk.parent) == [] and _leftovers(tmp_path) == []
+
+
+def test_no_module_writes_a_file_through_a_rename_of_its_own():
+    # one implementation of "write a file safely": a hand-made temp + rename skips the
+    # permissions, the fsync and the full-disk message of imgexp.atomic
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    pattern = re.compile(r"\bmkstemp\(|\bNamedTemporaryFile\(|\bos\.(replace|rename)\(|"
+                         r"\btmp\w*\.(replace|rename)\(")
+    found = [f"{path.relative_to(src)}:{n}" for path in src.rglob("*.py")
+             if path.name != "atomic.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []

@@ -1,7 +1,10 @@
-"""Atomic writes and file placement for every stage: a file is written beside its final name and renamed over it
-once complete, so readers never see half a file and an interrupted run leaves the previous
-version intact."""
+"""Atomic writes and file placement for every stage: a file is written beside its final name,
+flushed to disk and renamed over it once complete, so readers never see half a file and a
+killed run (or a power cut) leaves the previous version intact. The one implementation of
+"write a file safely": checkpoints (training/checkpoint_io.py), cache chunks and reports all
+come through here."""
 
+import errno
 import json
 import os
 import shutil
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from imgexp.errors import ImgexpError
+from imgexp.errors import ImgexpError, write_error
 
 
 def _umask() -> int:
@@ -33,19 +36,43 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+def _fsync(path: str | Path) -> None:
+    # a directory is opened read-only to sync it: its entry for the renamed file then survives
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # some network and FUSE file systems cannot sync a folder: the rename stands anyway
+        if not (Path(path).is_dir() and exc.errno in (errno.EINVAL, errno.ENOTSUP, errno.ENOSYS)):
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix: writers that pick a format from it,
-    such as savefig, still work); it replaces `path` when the block ends without error."""
+    such as savefig, still work); it replaces `path` when the block ends without error.
+
+    Beside, not in /tmp: a rename across file systems is a copy that a kill leaves half done.
+    A full disk or a folder that cannot be written is a one-line ImgexpError naming the
+    folder; the temporary file is removed and the previous `path` stays as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+        os.close(fd)
         yield Path(tmp)
+        _fsync(tmp)
         publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _fsync(path.parent)
+    except BaseException as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if error := write_error(exc, path.parent):
+            raise error from exc
         raise
 
 
@@ -63,13 +90,48 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def write_bytes_atomic(path: str | Path, data: bytes | memoryview) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    return Path(path)
+
+
+def write_text_once(path: str | Path, text: str) -> str:
+    """Publish `text` at `path` unless a file is already there, and return what is there: a
+    hard link never replaces, so of processes racing (shards on other machines) the first wins
+    and every one reads its text."""
+    path = Path(path)
+    if path.exists():
+        return path.read_text()
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, FILE_MODE)
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process was first: its text it is
+    except OSError as exc:
+        if error := write_error(exc, path.parent):
+            raise error from exc
+        raise
+    finally:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+    return path.read_text()
+
+
 def write_json_atomic(path: str | Path, data) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def write_frame_atomic(df: pd.DataFrame, path: str | Path) -> Path:
+def write_frame_atomic(df: pd.DataFrame, path: str | Path, index_label: str | None = None
+                       ) -> Path:
+    """A CSV table; its index only as a column named `index_label`, when given."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=index_label is not None, index_label=index_label)
     return Path(path)
 
 

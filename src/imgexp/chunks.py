@@ -2,19 +2,19 @@
 the app, and the descriptor backbone's cache, have in common.
 
 A store is a folder of `chunk-*.npz` files, each with `sha256` (64-byte keys) and `features`
-(float32 rows). A chunk is written to a temporary file and renamed into place, so a run killed
+(float32 rows). A chunk is written atomically (imgexp.atomic), so a run killed
 half-way keeps every finished chunk and loses at most the one being written; processes that
 share a store (shards, DDP ranks) never write the same file.
 """
 
 import logging
-import os
-import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from imgexp.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 # a store gathering more chunks than this is compacted into one
@@ -48,15 +48,9 @@ class ChunkStore:
     def append(self, keys: list[str], rows: np.ndarray) -> Path:
         self._ensure_dir()
         final = self.dir / f"chunk-{uuid.uuid4().hex}.npz"
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, sha256=np.asarray(keys, dtype="S64"),
-                         features=np.asarray(rows, dtype=np.float32))
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(final) as tmp:
+            np.savez(tmp, sha256=np.asarray(keys, dtype="S64"),
+                     features=np.asarray(rows, dtype=np.float32))
         return final
 
     def compact(self, keep: Iterable[str] | None = None) -> None:

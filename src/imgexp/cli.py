@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
-from imgexp.errors import ImgexpError
+from imgexp.errors import ImgexpError, write_error
 from imgexp.paths import CONFIG_DIR
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,8 @@ def stage_main(config_name: str) -> Callable:
                 # Hydra's instantiate wraps what a constructor raises (data.cache=bogus) in
                 # InstantiationException: the project's own message is the cause
                 error = exc if isinstance(exc, ImgexpError) else exc.__cause__
+                # a full disk met by a library's own write (a logger's CSV, W&B): one line too
+                error = error or write_error(exc, HydraConfig.get().runtime.output_dir, True)
                 if not isinstance(error, ImgexpError):
                     if _in_multirun():  # a launcher in other processes (joblib, submitit)
                         # hands the sweep the exception alone: the job's log keeps where it was

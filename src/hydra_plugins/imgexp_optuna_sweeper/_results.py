@@ -1,14 +1,12 @@
 """optimization_results.yaml: the study's best trial and every trial with its job directory."""
 
-import os
-import tempfile
 from pathlib import Path
 
 import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from imgexp.atomic import publish
+from imgexp.atomic import write_text_atomic
 
 OFFLINE_WANDB_GLOB = "*/wandb/offline-run-*"
 
@@ -40,12 +38,8 @@ def results_dict(study: optuna.Study, storage_url: str) -> dict:
 
 
 def write_results(study: optuna.Study, sweep_dir: Path, storage_url: str) -> Path:
-    path = sweep_dir / "optimization_results.yaml"
-    fd, tmp = tempfile.mkstemp(dir=sweep_dir, prefix=".optimization_results.")
-    with os.fdopen(fd, "w") as f:
-        f.write(OmegaConf.to_yaml(OmegaConf.create(results_dict(study, storage_url))))
-    publish(tmp, path)
-    return path
+    return write_text_atomic(sweep_dir / "optimization_results.yaml",
+                             OmegaConf.to_yaml(OmegaConf.create(results_dict(study, storage_url))))
 
 
 def offline_wandb_runs(sweep_dir: Path) -> list[Path]:

@@ -19,6 +19,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.imgexp_optuna_sweeper._search_space import parse_search_space
+from imgexp.atomic import write_text_atomic
 from imgexp.compare.plots import (
     UNSET,
     plot_curves,
@@ -236,13 +237,6 @@ def _mean_std_table(table: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return shown
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def compare_runs(cfg: DictConfig, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = list(cfg.metrics)
@@ -250,18 +244,18 @@ def compare_runs(cfg: DictConfig, out_dir: Path) -> list[Path]:
     resolve_params(runs)
     label_runs(runs)
     board = leaderboard(runs, metrics, cfg.mode)
-    written = [_atomic_write(out_dir / "leaderboard.csv", board.to_csv(index=False))]
+    written = [write_text_atomic(out_dir / "leaderboard.csv", board.to_csv(index=False))]
     _, shared = _varying(runs)
     md = [f"# Leaderboard ({len(runs)} runs, ranked by {metrics[0]})\n",
           f"Shared overrides: `{' '.join(shared) or 'none'}`\n",
           _markdown(board.drop(columns=["path"]))]
     configs = by_configuration(runs, metrics, cfg.replicate_keys)
     if len(configs):
-        written.append(_atomic_write(out_dir / "leaderboard_by_config.csv",
+        written.append(write_text_atomic(out_dir / "leaderboard_by_config.csv",
                                      configs.to_csv(index=False)))
         md += [f"\n## Mean ± std over {', '.join(cfg.replicate_keys)}\n",
                _markdown(_mean_std_table(configs, metrics))]
-    written.append(_atomic_write(out_dir / "leaderboard.md", "\n".join(md)))
+    written.append(write_text_atomic(out_dir / "leaderboard.md", "\n".join(md)))
     written.append(plot_curves(runs, cfg.curve_metric, out_dir / "curves.png"))
     studies = load_studies([Path(d) / "optimization_results.yaml" for d in cfg.dirs
                             if (Path(d) / "optimization_results.yaml").is_file()])

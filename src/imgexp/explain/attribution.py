@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from imgexp.atomic import atomic_path  # noqa: E402
 from imgexp.models.descriptors import uncached  # noqa: E402
 
 
@@ -132,5 +133,6 @@ def plot_explanation(image: np.ndarray, segments: np.ndarray, weights: np.ndarra
     axes[4].tick_params(labelsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)

@@ -13,6 +13,7 @@ from sklearn.metrics import normalized_mutual_info_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from imgexp.atomic import atomic_path
 from imgexp.errors import ImgexpError
 
 matplotlib.use("Agg")
@@ -124,5 +125,6 @@ def plot_k_choice(result: LayerClusters, path) -> None:
     ax.legend(loc="upper center")
     ax.set_title(result.layer)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from imgexp.atomic import atomic_path
+
 
 def short_names(layers: list[str]) -> list[str]:
     """Axis titles: the layer names without the common 'backbone.' / 'backbone.model.' prefix."""
@@ -64,4 +66,5 @@ def plot_parallel(paths: pd.DataFrame, layers: list[str], class_names: list[str]
                                line=dict(color=color, colorscale="Turbo", shape="hspline")))
     fig.update_layout(title="Cluster path of each image through the layers",
                       height=600, margin=dict(l=80, r=80))
-    fig.write_html(path, include_plotlyjs=plotly_src, full_html=True)
+    with atomic_path(path) as tmp:
+        fig.write_html(tmp, include_plotlyjs=plotly_src, full_html=True)

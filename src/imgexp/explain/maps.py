@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from sklearn.decomposition import PCA
 
+from imgexp.atomic import atomic_path
 from imgexp.explain.clustering import LayerClusters
 
 matplotlib.use("Agg")
@@ -50,7 +51,8 @@ def plot_png(xy: dict, table, class_names: list[str], title: str, path: Path) ->
     ax.set_title(title)
     ax.legend(fontsize=7, loc="best", markerscale=0.8, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
 
 
@@ -86,4 +88,5 @@ def plot_html(xy: dict, table, ood_table, class_names: list[str], title: str, pa
                     textposition="top center",
                     marker=dict(symbol="x", size=14, color="black"))
     fig.update_layout(title=title, xaxis_title="PC1", yaxis_title="PC2", template="plotly_white")
-    fig.write_html(path, include_plotlyjs=plotly_src, full_html=True)
+    with atomic_path(path) as tmp:
+        fig.write_html(tmp, include_plotlyjs=plotly_src, full_html=True)

@@ -9,6 +9,8 @@ from sklearn.metrics import roc_auc_score
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from imgexp.atomic import atomic_path  # noqa: E402
+
 
 def confidence_separation(known: np.ndarray, unseen: np.ndarray) -> dict:
     """AUROC of "max probability" telling known-class images from unseen-class ones
@@ -28,5 +30,6 @@ def plot_confidence(known: np.ndarray, unseen: np.ndarray, split: str, path: Pat
     ax.set_ylabel("density")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.offline
 from omegaconf import DictConfig, OmegaConf
 
-from imgexp.atomic import write_json_atomic
+from imgexp.atomic import atomic_path, write_frame_atomic, write_json_atomic, write_text_atomic
 from imgexp.errors import ImgexpError
 from imgexp.explain import attribution, clustering, layer_paths, maps, ood, report
 from imgexp.explain.activations import check_layers, collect, default_layers, grad_cam_layer
@@ -83,7 +83,8 @@ def explain_layer(layer: str, acts: np.ndarray, classes: np.ndarray, table: pd.D
     """Activations file, k-means (+ k curve), scores and PCA maps (PNG, HTML, CSV) of one layer.
 
     Adds the layer's cluster of each unseen-class image to unseen_table."""
-    np.save(out / "activations" / f"{layer}.npy", acts.astype(np.float32))
+    with atomic_path(out / "activations" / f"{layer}.npy") as tmp:
+        np.save(tmp, acts.astype(np.float32))
     result = clustering.cluster_layer(layer, acts, k, ex.k_max, ex.k_rule, seed)
     score = clustering.layer_scores(result, acts, classes, len(class_names), seed)
     page = {"name": layer, "file": layer, "npy": f"activations/{layer}.npy",
@@ -95,7 +96,7 @@ def explain_layer(layer: str, acts: np.ndarray, classes: np.ndarray, table: pd.D
     title = f"{layer}: k={result.k}"
     points = table.assign(cluster=result.labels, x=xy["points"][:, 0], y=xy["points"][:, 1])
     # path,x,y,...: the 2-D map imgexp-app's Browse view reads (app.map_csv=)
-    points.round(4).to_csv(out / "maps" / f"{layer}.csv", index=False)
+    write_frame_atomic(points.round(4), out / "maps" / f"{layer}.csv")
     maps.plot_png(xy, points, class_names, title, out / page["map_png"])
     maps.plot_html(xy, points, unseen_table, class_names, title, out / page["map_html"],
                    PLOTLY_SRC)
@@ -107,7 +108,7 @@ def explain_layer(layer: str, acts: np.ndarray, classes: np.ndarray, table: pd.D
 def doubt_on_unseen(table: pd.DataFrame, unseen_table: pd.DataFrame, split: str,
                     out: Path) -> dict:
     (out / "ood").mkdir(exist_ok=True)
-    unseen_table.to_csv(out / "ood" / "ood_predictions.csv", index=False)
+    write_frame_atomic(unseen_table, out / "ood" / "ood_predictions.csv")
     known, unseen = table["confidence"].to_numpy(), unseen_table["confidence"].to_numpy()
     ood.plot_confidence(known, unseen, split, out / "ood" / "confidence.png")
     stats = ood.confidence_separation(known, unseen)
@@ -126,7 +127,7 @@ def run(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     for sub in ("activations", "clustering", "maps", "paths"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    (out / PLOTLY_JS).write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
+    write_text_atomic(out / PLOTLY_JS, plotly.offline.get_plotlyjs())
 
     overrides = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
     images, data_classes = load_split(checkpoint_datamodule(model, overrides), cfg.split,
@@ -137,7 +138,7 @@ def run(cfg: DictConfig) -> dict:
     log.info("explaining %d %s images at layers %s", len(images), cfg.split, layers)
     acts, probs = collect(model, _shown(images, ex, "activations"), layers, inference)
     table = predictions(images, probs, model.class_names, data_classes)
-    table.to_csv(out / "activations" / "images.csv", index_label="row")
+    write_frame_atomic(table, out / "activations" / "images.csv", index_label="row")
 
     unseen = unseen_acts = unseen_table = None
     if ex.ood_dir:
@@ -157,12 +158,13 @@ def run(cfg: DictConfig) -> dict:
         layer_pages.append(page)
 
     purity = pd.DataFrame(scores)
-    purity.to_csv(out / "clustering" / "purity.csv", index=False)
+    write_frame_atomic(purity, out / "clustering" / "purity.csv")
     all_paths = layer_paths.path_table(table, clusters)
-    all_paths.to_csv(out / "clustering" / "clusters.csv", index_label="row")
-    all_paths.sort_values("typicality").to_csv(out / "paths" / "paths.csv", index_label="row")
+    write_frame_atomic(all_paths, out / "clustering" / "clusters.csv", index_label="row")
+    write_frame_atomic(all_paths.sort_values("typicality"), out / "paths" / "paths.csv",
+                       index_label="row")
     odd = layer_paths.least_typical(all_paths, ex.least_typical_per_class)
-    odd.to_csv(out / "paths" / "least_typical.csv", index=False)
+    write_frame_atomic(odd, out / "paths" / "least_typical.csv")
     layer_paths.plot_parallel(all_paths, layers, data_classes, out / "paths" / "paths.html",
                         PLOTLY_SRC)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from imgexp.atomic import write_text_atomic
+
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{margin-bottom:0}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
@@ -96,8 +98,4 @@ def write_index(out: Path, summary: dict, purity: pd.DataFrame, layers: list[dic
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>imgexp explain: "
             f"{html.escape(str(summary.get('checkpoint', '')))}</title><style>{STYLE}</style>"
             f"</head><body><h1>Explaining a model</h1><nav>{nav}</nav>{body}</body></html>")
-    path = out / "index.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(out / "index.html", page)

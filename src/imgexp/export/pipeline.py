@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from imgexp.atomic import atomic_path, write_json_atomic
 from imgexp.errors import ImgexpError
+from imgexp.folder_lock import hold_folder
 from imgexp.models import load_model
 from imgexp.models.data_config import datamodule_for, input_size, split_loader
 from imgexp.models.onnx_model import (
@@ -62,6 +63,7 @@ def export_checkpoint(cfg: DictConfig) -> dict:
     if cfg.format not in FORMATS:
         raise ImgexpError(f"format={cfg.format!r} is not an option: use {FORMATS}")
     out_dir = Path(cfg.output).expanduser()
+    hold_folder(out_dir, "output")
     path = out_dir / "model.onnx"
     model = load_model(cfg.ckpt_path)
     images, source = check_images(model, OmegaConf.to_container(cfg.data),

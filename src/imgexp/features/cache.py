@@ -7,14 +7,12 @@ folders: the images and their folders are never written to.
 """
 
 import hashlib
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from imgexp.atomic import FILE_MODE
+from imgexp.atomic import atomic_path, write_text_atomic, write_text_once
 from imgexp.chunks import ChunkStore
 
 
@@ -39,22 +37,10 @@ def hash_files(paths: list[Path], threads: int = 4) -> list[str | None]:
 
 def first_precision(cache_dir: Path, identity: str, precision: str) -> str:
     """The precision the features of `identity` (an extractor, less its precision) were first
-    written in under `cache_dir`; `precision` when it is the first. Created once, by a link
-    (atomic and exclusive): concurrent shards on other machines all read the first one's."""
+    written in under `cache_dir`; `precision` when it is the first (concurrent shards on other
+    machines all read the first one's)."""
     path = Path(cache_dir) / f"precision-{short_key(identity)}.txt"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{precision}\n")
-            os.chmod(tmp, FILE_MODE)
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process was first: its precision it is
-        finally:
-            os.unlink(tmp)
-    return path.read_text().strip()
+    return write_text_once(path, f"{precision}\n").strip()
 
 
 class FolderCache(ChunkStore):
@@ -67,8 +53,8 @@ class FolderCache(ChunkStore):
     def _ensure_dir(self) -> None:
         if not self.dir.is_dir():
             super()._ensure_dir()
-            (self.dir / "identity.txt").write_text(self.identity + "\n")
-            (self.dir / "folder.txt").write_text(str(self.folder.resolve()) + "\n")
+            write_text_atomic(self.dir / "identity.txt", self.identity + "\n")
+            write_text_atomic(self.dir / "folder.txt", str(self.folder.resolve()) + "\n")
 
     def write_csv(self, names: list[str], hashes: list[str], features: np.ndarray) -> Path:
         """The seed's feature.csv (file name, sha256, one column per feature), for people."""
@@ -79,8 +65,6 @@ class FolderCache(ChunkStore):
         df.insert(0, "sha256", hashes)
         df.insert(0, "file", names)
         path = self.dir / "feature.csv"
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".csv")
-        os.close(fd)
-        df.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            df.to_csv(tmp, index=False, float_format="%.6g")
         return path

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
 
-from imgexp.atomic import write_text_atomic  # noqa: E402
+from imgexp.atomic import atomic_path, write_text_atomic  # noqa: E402
 
 
 def confusion_counts(labels: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -65,10 +65,9 @@ def plot_confusion(counts: np.ndarray, class_names: list[str], path: Path, title
                 for p in range(n):
                     ax.text(p, t, format(values[t, p], fmt), ha="center", va="center",
                             fontsize=7, color="white" if values[t, p] > high else "black")
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_confusion_files(out_dir: Path, labels: np.ndarray, pred: np.ndarray,

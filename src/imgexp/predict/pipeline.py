@@ -16,6 +16,7 @@ from imgexp.atomic import write_json_atomic, write_text_atomic
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.data.splits import image_files
 from imgexp.errors import ImgexpError
+from imgexp.folder_lock import hold_folder
 from imgexp.models.data_config import datamodule_for, input_size, split_loader
 from imgexp.models.error_budget import (
     budget_requested,
@@ -136,6 +137,7 @@ def predict_folder(cfg: DictConfig) -> dict:
                                cfg.predict.top_k)
     check_mode(settings.mode)
     output = Path(cfg.output).expanduser()
+    hold_folder(output, "output")  # a second predict into it would sort every image twice
     check_unfinished(output)
     if (output / "predictions.csv").exists():
         raise ImgexpError(f"{output} already holds predictions.csv from an earlier run: "

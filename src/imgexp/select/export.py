@@ -11,6 +11,7 @@ from pathlib import Path
 
 from imgexp.atomic import PLACEMENT_MODES, place_file
 from imgexp.errors import ImgexpError
+from imgexp.folder_lock import hold_folder
 from imgexp.paths import inside
 from imgexp.progress import progress
 
@@ -45,6 +46,7 @@ def export_selection(root: Path, rel_paths: list[str], mode: str, export_dir: st
     # every destination checked before the first is written: a manifest path with `..` or
     # an absolute one would otherwise land outside export_dir
     places = [(source / rel, inside(target, rel, "manifest path")) for rel in rel_paths]
+    hold_folder(target, "select.export_dir")
     done = skipped = 0
     for src, dst in progress(places, desc=f"export ({mode})", unit="img",
                              enabled=show_progress):

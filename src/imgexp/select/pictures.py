@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from imgexp.atomic import atomic_path
 from imgexp.data import UnreadableImage, load_rgb
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def cluster_sizes_figure(sizes: np.ndarray, counts: np.ndarray) -> Figure:
 
 
 def plot_cluster_sizes(sizes: np.ndarray, counts: np.ndarray, path: Path) -> Path:
-    cluster_sizes_figure(sizes, counts).savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        cluster_sizes_figure(sizes, counts).savefig(tmp, dpi=120)
     return path
 
 
@@ -106,7 +108,8 @@ def plot_feature_map(space: np.ndarray, labels: np.ndarray, selected: np.ndarray
     keep = np.arange(len(space)) if len(space) <= max_points else np.sort(
         rng.choice(len(space), max_points, replace=False))
     xy, method = project_2d(space[keep], seed)
-    feature_map_figure(xy, labels, selected, method, keep).savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        feature_map_figure(xy, labels, selected, method, keep).savefig(tmp, dpi=120)
     return path
 
 
@@ -121,7 +124,8 @@ def plot_k_choice(table: list[dict], path: Path) -> Path:
     twin.set_ylabel("inertia (elbow)")
     best = max(table, key=lambda row: row["silhouette"])["k"]
     ax.axvline(best, color="tab:orange", linestyle=":")
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     return path
 
 
@@ -196,6 +200,7 @@ def cluster_mosaics(paths: list[Path], labels: np.ndarray, selected: np.ndarray,
             (f"not selected: {len(left)} of {n_left} shown, most typical first" if n_left
              else "not selected: none (every image taken)", [paths[i] for i in left], False)]
         image = mosaic_image(mosaic_caption(int(c), len(members), n_taken), groups)
-        image.save(out_dir / f"cluster_{int(c):03d}.jpg", quality=88)
+        with atomic_path(out_dir / f"cluster_{int(c):03d}.jpg") as tmp:
+            image.save(tmp, quality=88)
         written.append(out_dir / f"cluster_{int(c):03d}.jpg")
     return written

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from imgexp.atomic import atomic_path
 from imgexp.select.selection import relative_sizes, share_curve
 
 
@@ -50,5 +51,6 @@ def share_curve_figure(p_min: float, p_max: float, growth: float, sizes=None, co
 
 def plot_share_curve(path: Path, p_min: float, p_max: float, growth: float, sizes=None,
                      counts=None, scale: float | None = None) -> Path:
-    share_curve_figure(p_min, p_max, growth, sizes, counts, scale).savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        share_curve_figure(p_min, p_max, growth, sizes, counts, scale).savefig(tmp, dpi=120)
     return path

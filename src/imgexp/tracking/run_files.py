@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from imgexp.atomic import write_json_atomic
+from imgexp.atomic import write_json_atomic, write_text_atomic
 from imgexp.paths import PROJECT_ROOT
 from imgexp.tracking.environment import environment_info
 
@@ -43,7 +43,7 @@ def write_run_info(run_dir: str | Path, seed: int, manifest_hash: str, wall_time
     status = _git("status", "--porcelain", "--untracked-files=no")
     dirty = bool(status and status.strip())
     if dirty:
-        (run_dir / "git_diff.patch").write_text(_git("diff", "HEAD") or "")
+        write_text_atomic(run_dir / "git_diff.patch", _git("diff", "HEAD") or "")
     info = {"git_commit": commit, "git_dirty": dirty, **environment_info(),
             "python": platform.python_version(), "seed": seed, "device": describe_device(),
             "manifest_hash": manifest_hash, "wall_time_s": round(wall_time_s, 3), **(extra or {})}

@@ -12,15 +12,17 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
-from imgexp.atomic import write_json_atomic
+from imgexp.atomic import write_frame_atomic, write_json_atomic
 from imgexp.data.build import build_datamodule
 from imgexp.errors import ImgexpError
+from imgexp.folder_lock import hold_folder
 from imgexp.models import build_model
 from imgexp.models.factory import read_checkpoint
 from imgexp.tracking.environment import warn_if_environment_differs
 from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.wandb_run import finish_wandb, flatten_config, run_identity
 from imgexp.training.build import instantiate_callbacks, instantiate_loggers
+from imgexp.training.checkpoint_io import AtomicCheckpointIO
 from imgexp.training.ddp import adapt_trainer_config, is_rank_zero
 from imgexp.training.loader_state import ResumeLoaderPosition
 from imgexp.training.pruning import trial_pruning
@@ -48,6 +50,7 @@ def _continue_in_checkpoint_run(cfg: DictConfig) -> None:
     if ckpt.parent.name != "checkpoints":
         return
     run_dir = ckpt.resolve().parent.parent
+    hold_folder(run_dir, "ckpt_path")  # a run still writing there (or a second resume) refused
     if run_dir != Path(cfg.paths.output_dir).resolve():
         log.info("Resuming %s: continuing in its run directory %s", ckpt, run_dir)
         with open_dict(cfg):
@@ -104,7 +107,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
     clock = WallClock(start, _wall_time_before(run_dir) if resume else 0.0)
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_rank_zero():  # under DDP every rank runs this function; one writes the run's files
-        datamodule.split_table().to_csv(run_dir / "data_split.csv", index=False)
+        write_frame_atomic(datamodule.split_table(), run_dir / "data_split.csv")
     model = build_model(cfg, datamodule.classes, datamodule.train_labels())
 
     wandb_kwargs = run_identity()
@@ -120,7 +123,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
     # nothing to learn (descriptors + k-NN head): one pass builds the gallery and saves it
     one_pass = {"max_epochs": 1, "limit_train_batches": 1} if model.gallery_only else {}
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                                     **one_pass)
+                                     plugins=[AtomicCheckpointIO()], **one_pass)
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.log_hyperparams(flatten_config(model.config))
