@@ -154,7 +154,9 @@ def test_a_resume_into_a_run_still_in_use_is_refused(tmp_path, holder, digits_ru
     (run / "checkpoints" / "last.ckpt").write_bytes(
         (digits_run / "checkpoints" / "last.ckpt").read_bytes())
     first = holder(run)
-    out = _stage("train", [*TRAIN, f"paths.data_dir={data_dir}", f"hydra.run.dir={tmp_path / 'b'}",
+    # a resume takes its run's recipe: only what it allows on top (no TRAIN overrides)
+    out = _stage("train", ["logger=csv", f"paths.data_dir={data_dir}",
+                           f"hydra.run.dir={tmp_path / 'b'}",
                            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
     _one_line_error(out, f"PID {first.pid}", "ckpt_path=")
     assert sorted(p.name for p in run.rglob("*")) == [".imgexp.lock", "checkpoints", "last.ckpt"]

@@ -137,16 +137,17 @@ def predict_folder(cfg: DictConfig) -> dict:
                                cfg.predict.top_k)
     check_mode(settings.mode)
     output = Path(cfg.output).expanduser()
-    hold_folder(output, "output")  # a second predict into it would sort every image twice
-    check_unfinished(output)
-    if (output / "predictions.csv").exists():
-        raise ImgexpError(f"{output} already holds predictions.csv from an earlier run: "
-                          "choose a new output= folder")
     model, inference = load_for_inference(cfg.ckpt_path, cfg.device, cfg.inference)
     names = model.class_names
     if UNKNOWN in names:
         raise ImgexpError(f"the checkpoint has a class named {UNKNOWN}, the folder for "
                           "rejected images: rename that class and retrain")
+    # after the model's class names are checked: a refused model leaves no output folder
+    hold_folder(output, "output")  # a second predict into it would sort every image twice
+    check_unfinished(output)
+    if (output / "predictions.csv").exists():
+        raise ImgexpError(f"{output} already holds predictions.csv from an earlier run: "
+                          "choose a new output= folder")
     settings.ood = resolve_ood(model, settings.ood)
     budget = None
     if budget_requested(cfg.predict, "predict"):  # the budget sets the score and the threshold
