@@ -19,6 +19,7 @@ from imgexp.models.factory import read_checkpoint
 from imgexp.tracking.environment import warn_if_environment_differs
 from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.wandb_run import finish_wandb, flatten_config, run_identity
+from imgexp.training.batch_seed import SeedEachBatch
 from imgexp.training.build import instantiate_callbacks, instantiate_loggers
 from imgexp.training.ddp import adapt_trainer_config, is_rank_zero
 from imgexp.training.loader_state import ResumeLoaderPosition
@@ -106,7 +107,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
         _keep_csv_rows(loggers, resume["global_step"])
     pruning = trial_pruning(cfg)  # None unless the run is an Optuna trial
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), ResumeLoaderPosition(),
-                 *([pruning] if pruning else [])]
+                 SeedEachBatch(cfg.seed), *([pruning] if pruning else [])]
     adapt_trainer_config(cfg)
     # nothing to learn (descriptors + k-NN head): one pass builds the gallery and saves it
     one_pass = {"max_epochs": 1, "limit_train_batches": 1} if model.gallery_only else {}
