@@ -45,10 +45,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    """Class folders, and a manifest.csv over the same files with the split a folder run
-    draws (so both kinds train on the same images)."""
-    root = class_folders(tmp_path_factory.mktemp("photos"), COUNTS)
-    return root
+    return class_folders(tmp_path_factory.mktemp("photos"), COUNTS)
 
 
 def data_overrides(kind: str, data_dir: Path, photos: Path, run_dir: Path) -> list[str]:
@@ -56,11 +53,11 @@ def data_overrides(kind: str, data_dir: Path, photos: Path, run_dir: Path) -> li
         return [f"paths.data_dir={data_dir}"]
     if kind == "folder":
         return [f"data.root={photos}"]
-    manifest = run_dir.parent / "manifest.csv"
-    if not manifest.exists():
-        rows = [(f"{label}/{i}.png", label, ("train", "train", "val", "test")[i % 4])
-                for label, n in COUNTS.items() for i in range(n)]
-        pd.DataFrame(rows, columns=["path", "label", "split"]).to_csv(manifest, index=False)
+    # the same files, half of each class for training: 40 images at batch 16, 8 dropped
+    manifest = run_dir / "manifest.csv"
+    rows = [(f"{label}/{i}.png", label, ("train", "train", "val", "test")[i % 4])
+            for label, n in COUNTS.items() for i in range(n)]
+    pd.DataFrame(rows, columns=["path", "label", "split"]).to_csv(manifest, index=False)
     return [f"data.manifest={manifest}", f"data.root={photos}"]
 
 
@@ -73,13 +70,13 @@ def strip(metrics: dict) -> dict:
 def test_a_preset_killed_and_resumed_ends_as_the_uninterrupted_run(tmp_path, data_dir, photos,
                                                                     case):
     overrides, kind, kill = CASES[case]
-    overrides = [*SMALL, *overrides, *data_overrides(kind, data_dir, photos, tmp_path / "x")]
+    overrides = [*SMALL, *overrides, *data_overrides(kind, data_dir, photos, tmp_path)]
     alone = launch(tmp_path / "alone", *overrides)
     assert alone.returncode == 0, alone.stderr[-3000:]
     split = pd.read_csv(tmp_path / "alone" / "data_split.csv")
     cfg = (tmp_path / "alone" / ".hydra" / "config.yaml").read_text()
     batch = int(cfg.split("batch_size: ")[1].split()[0])
-    assert (split["split"] == "train").sum() % batch, "the case must drop a partial batch"
+    assert (split["split"] == "train").sum() % batch, "a partial last batch (dropped unless P x K)"
 
     run = tmp_path / "run"
     killed = launch(run, *overrides, *kill)

@@ -1,8 +1,9 @@
 """Train samplers: a shuffle and class-balanced draws for softmax training, P x K batches and
 per-class oversampling for metric learning.
 
-All draw a fresh random order every epoch (seeded by seed + epoch, so runs repeat and a
-resumed run continues the same sequence) and never touch the files: an image repeated in
+All draw a fresh random order every epoch (seeded by seed + the epoch given to set_epoch, never
+by how often they were iterated — a loader with workers iterates its sampler twice — so runs
+repeat and a resumed run continues the same sequence) and never touch the files: an image repeated in
 an epoch is decoded again and augmented on the fly. SeededDraws pairs each draw with the seed
 of its augmentation, from (seed, epoch, position in the epoch): a draw is augmented the same
 whichever loader worker runs it and whatever ran before, so a resumed run has no augmentation
@@ -50,7 +51,11 @@ class ShuffleSampler(RandomSampler):
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.generator, self.epoch = epoch_generator(self.seed, epoch), epoch
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = epoch_generator(self.seed, self.epoch)  # each iter() the same draw
+        return super().__iter__()
 
 
 class BalancedSampler(WeightedRandomSampler):
@@ -64,7 +69,11 @@ class BalancedSampler(WeightedRandomSampler):
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.generator, self.epoch = epoch_generator(self.seed, epoch), epoch
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = epoch_generator(self.seed, self.epoch)  # each iter() the same draw
+        return super().__iter__()
 
 
 class OversamplingSampler(Sampler[int]):
@@ -85,7 +94,6 @@ class OversamplingSampler(Sampler[int]):
         rng = np.random.default_rng([self.seed, self.epoch])
         order = [cycled(rng.permutation(ix), max(len(ix), self.min_per_class))
                  for ix in self.by_class.values()]
-        self.epoch += 1
         return iter(rng.permutation(np.concatenate(order)).tolist())
 
 
@@ -155,7 +163,6 @@ class PKBatchSampler(Sampler[list[int]]):
     def __iter__(self):
         rank, world = _rank_and_world()
         batches = self.plan(self.epoch)
-        self.epoch += 1
         # every rank gets the same number of batches: pad by wrapping around
         batches += batches[:(-len(batches)) % world]
         return iter(batches[rank::world])
@@ -182,8 +189,7 @@ class SeededDraws(Sampler):
         return len(self.sampler)
 
     def __iter__(self):
-        epoch = self.sampler.epoch  # read first: some samplers count their epochs themselves
-        draws = list(self.sampler)
+        epoch, draws = self.sampler.epoch, list(self.sampler)
         n = sum(map(len, draws)) if self.batches else len(draws)
         seeds = iter(np.random.SeedSequence([self.seed, epoch, AUGMENT_STREAM])
                      .generate_state(n).tolist())
