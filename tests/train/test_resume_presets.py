@@ -1,12 +1,14 @@
 """Resume = uninterrupted, to the last digit, for the presets' own recipes (augmentation,
 dropout, the data's default loader workers): each `experiment=` preset, on digits, a folder and
 a manifest, SIGKILLed at an epoch end or mid-epoch and resumed from last.ckpt, ends with the
-metrics.json, csv/metrics.csv rows and weights of the same run left alone (compared with ==).
+metrics.json, csv/metrics.csv rows and weights of the same run left alone (compared with ==),
+and its run_info.json counts the wall time spent before the kill.
 Only sizes and lengths are overridden, never the augmentation or the dropout.
 """
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -81,13 +83,20 @@ def test_a_preset_killed_and_resumed_ends_as_the_uninterrupted_run(tmp_path, dat
     run = tmp_path / "run"
     killed = launch(run, *overrides, *kill)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    killed_ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    spent = killed_ckpt["callbacks"].get("WallTime", {}).get("wall_time_s", 0)
+    began = time.perf_counter()
     resumed = launch(tmp_path / "launch", *overrides,
                      f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
+    took = time.perf_counter() - began
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     assert strip(json.loads((run / "metrics.json").read_text())) == \
         strip(json.loads((tmp_path / "alone" / "metrics.json").read_text()))
     assert csv_rows(run) == csv_rows(tmp_path / "alone")
+    # run_info's wall time: the killed process's up to its checkpoint + the resumed process's
+    wall = json.loads((run / "run_info.json").read_text())["wall_time_s"]
+    assert 0 < spent < wall <= spent + took
     end, want = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
                  for d in (run, tmp_path / "alone"))
     assert end.keys() == want.keys()

@@ -24,6 +24,7 @@ from imgexp.training.build import instantiate_callbacks, instantiate_loggers
 from imgexp.training.ddp import adapt_trainer_config, is_rank_zero
 from imgexp.training.loader_state import ResumeLoaderPosition
 from imgexp.training.pruning import trial_pruning
+from imgexp.training.wall_time import WallTime
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,9 @@ def fit_and_test(cfg: DictConfig) -> dict:
     if resume:
         _keep_csv_rows(loggers, resume["global_step"])
     pruning = trial_pruning(cfg)  # None unless the run is an Optuna trial
+    wall = WallTime(start)
     callbacks = [*instantiate_callbacks(cfg.get("callbacks")), ResumeLoaderPosition(),
-                 SeedEachBatch(cfg.seed), *([pruning] if pruning else [])]
+                 SeedEachBatch(cfg.seed), wall, *([pruning] if pruning else [])]
     adapt_trainer_config(cfg)
     # nothing to learn (descriptors + k-NN head): one pass builds the gallery and saves it
     one_pass = {"max_epochs": 1, "limit_train_batches": 1} if model.gallery_only else {}
@@ -146,7 +148,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
     finally:
         finish_wandb(loggers, metrics, exit_code)
         if is_rank_zero():
-            write_run_info(run_dir, cfg.seed, datamodule.manifest_hash(), time.perf_counter() - start,
+            write_run_info(run_dir, cfg.seed, datamodule.manifest_hash(), wall.elapsed(),
                            extra={"exit_code": exit_code, "data_cache": datamodule.cache_used,
                                   "world_size": trainer.world_size})
     return metrics
