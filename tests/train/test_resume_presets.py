@@ -67,6 +67,14 @@ def strip(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "best_model_path"}
 
 
+def final_weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in b)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_preset_killed_and_resumed_ends_as_the_uninterrupted_run(tmp_path, data_dir, photos,
@@ -97,7 +105,19 @@ def test_a_preset_killed_and_resumed_ends_as_the_uninterrupted_run(tmp_path, dat
     # run_info's wall time: the killed process's up to its checkpoint + the resumed process's
     wall = json.loads((run / "run_info.json").read_text())["wall_time_s"]
     assert 0 < spent < wall <= spent + took
-    end, want = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-                 for d in (run, tmp_path / "alone"))
-    assert end.keys() == want.keys()
-    assert all(torch.equal(end[k], want[k]) for k in want)
+    assert same_weights(final_weights(run), final_weights(tmp_path / "alone"))
+
+
+@pytest.mark.slow
+def test_a_checkpoint_after_an_epochs_last_batch_resumes_into_a_full_next_epoch(tmp_path,
+                                                                                data_dir):
+    """last.ckpt saved by every_n_train_steps at the epoch's last batch holds a loader position
+    with every batch drawn but not "finished" (the dropped partial batch is still left): loaded,
+    the next epoch had no batches. The weights must end as the uninterrupted run's."""
+    overrides = [*SMALL, "experiment=digits_cnn", *DIGITS, f"paths.data_dir={data_dir}",
+                 "callbacks.last_checkpoint.every_n_train_steps=19"]  # 19 batches an epoch
+    assert launch(tmp_path / "alone", *overrides).returncode == 0
+    assert launch(tmp_path / "run", *overrides, *kill_at(2)).returncode == -signal.SIGKILL
+    assert launch(tmp_path / "launch", *overrides,
+                  f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}").returncode == 0
+    assert same_weights(final_weights(tmp_path / "run"), final_weights(tmp_path / "alone"))
