@@ -205,3 +205,29 @@ def test_cache_auto_caches_only_within_its_budget(tmp_path, data_dir, monkeypatc
 def test_cache_choice_is_kept_in_run_info(digits_run):
     # the digits at 16 px (1.4 MB decoded) fit the default budget: the run says it cached
     assert json.loads((digits_run / "run_info.json").read_text())["data_cache"] == "ram"
+
+
+def test_augmentation_is_drawn_from_seed_epoch_and_position_not_workers_or_global_rng(
+        tmp_path, data_dir):
+    """What lets a resumed run (or one with other data.num_workers) augment as the original:
+    each draw's augmentation seed comes from (split_seed, epoch, position in the epoch)."""
+    root = _folder(tmp_path / "imgs", {"a": 12, "b": 3})
+    common = ["data=folder", f"data.root={root}", "data.image_size=12", "data.batch_size=4",
+              "data.ratios=[2,1,1]", "augmentation=geometric", "data.min_per_class=6"]
+
+    def epoch(workers: int, global_seed: int, number: int) -> list[dict]:
+        torch.manual_seed(global_seed)
+        dm = _dm(tmp_path, data_dir, [*common, f"data.num_workers={workers}"])
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(number)
+        return list(loader)
+
+    one = epoch(0, 1, 1)
+    for other in (epoch(2, 2, 1), epoch(0, 3, 1)):
+        assert all(torch.equal(a["image"], b["image"]) and torch.equal(a["index"], b["index"])
+                   for a, b in zip(one, other, strict=True))
+    # an image drawn twice in an epoch (class b, oversampled to 6) is augmented twice differently
+    images = [(int(i), img) for batch in one for i, img in zip(batch["index"], batch["image"],
+                                                                strict=True)]
+    repeats = [img for i, img in images if [j for j, _ in images].count(i) > 1]
+    assert repeats and len({img.numpy().tobytes() for img in repeats}) == len(repeats)

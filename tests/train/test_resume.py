@@ -7,20 +7,17 @@ csv/metrics.csv (per-step learning rates included), the weights, which parameter
 optimizer ever updated (the requires_grad mask), the best score and best.ckpt, the W&B run.
 """
 
-import csv
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers.resume import csv_rows, launch
 from imgexp.data.samplers import BalancedSampler, ShuffleSampler
 
-TESTS = Path(__file__).parents[1]
 COMMON = ["data.image_size=16", "model.backbone.channels=[8,16]", "model.backbone.dense_units=32",
           "model.backbone.dropout=0", "augmentation=none", "trainer.max_epochs=3",
           "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=2",
@@ -42,20 +39,7 @@ VOLATILE = {"best_model_path"}
 
 
 def train(run_dir: Path, data_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get(
-        "PYTHONPATH", "")]), "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline",
-           "WANDB_SILENT": "true"}
-    # an in-process W&B run of an earlier test leaves its service's address here; a run killed
-    # while attached to that shared service would keep its run id "in use" for the resume
-    env.pop("WANDB_SERVICE", None)
-    return subprocess.run([sys.executable, "-m", "imgexp.train", *COMMON, *overrides,
-                           f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}"],
-                          capture_output=True, text=True, env=env, timeout=600)
-
-
-def csv_rows(run_dir: Path) -> list[dict]:
-    with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
+    return launch(run_dir, *COMMON, *overrides, f"paths.data_dir={data_dir}")
 
 
 def same_numbers(a: dict, b: dict) -> bool:

@@ -11,9 +11,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pandas as pd
-import torch
 from lightning.fabric.utilities.seed import pl_worker_init_function
-from torch.utils.data import DataLoader, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from imgexp.data.class_map import map_labels
@@ -24,6 +23,7 @@ from imgexp.data.samplers import (
     BalancedSampler,
     OversamplingSampler,
     PKBatchSampler,
+    SeededDraws,
     ShuffleSampler,
 )
 from imgexp.data.splits import (
@@ -77,15 +77,6 @@ def read_manifest(manifest: str | Path, root: str | Path | None = None
 # joblib (loky) worker that default is loky's own spawn, which pickles the dataset and failed
 # every trial of a `hydra/launcher=joblib` sweep (and Python 3.14 makes forkserver the default)
 WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-
-
-def seed_worker(worker_id: int) -> None:
-    """Lightning's worker seeding plus albumentations' generators, from the worker's seed
-    (torch derives it from the global seed and the epoch)."""
-    pl_worker_init_function(worker_id)
-    info = get_worker_info()
-    if info is not None and getattr(info.dataset, "augment", None) is not None:
-        info.dataset.augment.set_random_seed(info.seed % 2**32)
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -241,10 +232,7 @@ class ImageDataModule(L.LightningDataModule):
                 dataset=None) -> DataLoader:
         self.setup()
         dataset = dataset if dataset is not None else self.datasets[split]
-        if dataset.augment is not None:
-            # albumentations 2 draws from its own generators, not the global seeds
-            dataset.augment.set_random_seed(int(torch.randint(2**31, ())))
-        common = dict(num_workers=self.num_workers, worker_init_fn=seed_worker,
+        common = dict(num_workers=self.num_workers, worker_init_fn=pl_worker_init_function,
                       collate_fn=collate_skipping, pin_memory=self.pin_memory,
                       persistent_workers=self.persistent_workers and self.num_workers > 0,
                       multiprocessing_context=WORKER_START if self.num_workers else None)
@@ -256,9 +244,14 @@ class ImageDataModule(L.LightningDataModule):
                                   shuffle=shuffle and sampler is None, sampler=sampler,
                                   drop_last=shuffle and len(dataset) > self.batch_size, **common)
 
-    def train_sampler(self):
+    def train_sampler(self) -> SeededDraws:
         """The train split's sampler (or batch sampler for pk), seeded by split_seed and the
-        epoch, so a resumed run draws the batches an uninterrupted one would."""
+        epoch, so a resumed run draws the batches an uninterrupted one would, each draw with
+        the seed of its augmentation."""
+        sampler = self._train_order()
+        return SeededDraws(sampler, self.split_seed, batches=isinstance(sampler, PKBatchSampler))
+
+    def _train_order(self):
         labels = self.train_labels()
         if self.sampler == "pk":
             return PKBatchSampler(labels, self.batch_size, self.samples_per_class,
@@ -271,7 +264,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         sampler = self.train_sampler()
-        if isinstance(sampler, PKBatchSampler):
+        if sampler.batches:
             self._check_pk_under_ddp()
             return self._loader("train", batch_sampler=sampler)
         return self._loader("train", shuffle=True, sampler=sampler)

@@ -5,6 +5,7 @@ the checkpoint carries it and worker->main transfers are 4x smaller than float.
 """
 
 import mmap
+import random
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,9 @@ class ImageDataset(Dataset):
                 self.cache.put(i, img)
         return img
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """key: an index, or (index, augmentation seed) from samplers.SeededDraws."""
+        i, seed = key if isinstance(key, tuple) else (key, None)
         path, label = self.items[i]
         try:
             img = self.load(i)
@@ -70,6 +73,8 @@ class ImageDataset(Dataset):
             # reported once per file by the LightningModule (main process), not per worker
             return {"skipped": f"{self.root / path}: {exc}"}
         if self.augment is not None:
+            if seed is not None:  # albumentations 2 draws from its own generators only
+                self.augment.set_random_state(np.random.default_rng(seed), random.Random(seed))
             img = self.augment(image=img)["image"]
         image = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
         return {"image": image, "label": label, "index": i}

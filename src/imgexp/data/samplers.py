@@ -1,9 +1,13 @@
 """Train samplers: a shuffle and class-balanced draws for softmax training, P x K batches and
 per-class oversampling for metric learning.
 
-All draw a fresh random order every epoch (seeded by seed + epoch, so runs repeat and a
-resumed run continues the same sequence) and never touch the files: an image repeated in
-an epoch is decoded again and augmented on the fly.
+All draw a fresh random order every epoch (seeded by seed + the epoch given to set_epoch, never
+by how often they were iterated — a loader with workers iterates its sampler twice — so runs
+repeat and a resumed run continues the same sequence) and never touch the files: an image repeated in
+an epoch is decoded again and augmented on the fly. SeededDraws pairs each draw with the seed
+of its augmentation, from (seed, epoch, position in the epoch): a draw is augmented the same
+whichever loader worker runs it and whatever ran before, so a resumed run has no augmentation
+state to restore.
 """
 
 import logging
@@ -44,10 +48,14 @@ class ShuffleSampler(RandomSampler):
 
     def __init__(self, data_source, seed: int = 0):
         super().__init__(data_source, generator=epoch_generator(seed, 0))
-        self.seed = seed
+        self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.generator = epoch_generator(self.seed, epoch)
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = epoch_generator(self.seed, self.epoch)  # each iter() the same draw
+        return super().__iter__()
 
 
 class BalancedSampler(WeightedRandomSampler):
@@ -58,10 +66,14 @@ class BalancedSampler(WeightedRandomSampler):
         weights = torch.as_tensor(1.0 / np.bincount(labels)[labels], dtype=torch.double)
         super().__init__(weights, num_samples=len(labels), replacement=True,
                          generator=epoch_generator(seed, 0))
-        self.seed = seed
+        self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
-        self.generator = epoch_generator(self.seed, epoch)
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = epoch_generator(self.seed, self.epoch)  # each iter() the same draw
+        return super().__iter__()
 
 
 class OversamplingSampler(Sampler[int]):
@@ -82,7 +94,6 @@ class OversamplingSampler(Sampler[int]):
         rng = np.random.default_rng([self.seed, self.epoch])
         order = [cycled(rng.permutation(ix), max(len(ix), self.min_per_class))
                  for ix in self.by_class.values()]
-        self.epoch += 1
         return iter(rng.permutation(np.concatenate(order)).tolist())
 
 
@@ -152,7 +163,36 @@ class PKBatchSampler(Sampler[list[int]]):
     def __iter__(self):
         rank, world = _rank_and_world()
         batches = self.plan(self.epoch)
-        self.epoch += 1
         # every rank gets the same number of batches: pad by wrapping around
         batches += batches[:(-len(batches)) % world]
         return iter(batches[rank::world])
+
+
+# keeps the augmentation seeds apart from the orders epoch_generator draws from (seed, epoch)
+AUGMENT_STREAM = 1
+
+
+class SeededDraws(Sampler):
+    """The draws of `sampler` (indices, or batches of indices for a batch sampler) as
+    (index, augmentation seed) pairs, the seed from (seed, epoch, position in the epoch): an
+    image drawn twice in an epoch is augmented twice differently, the same draw the same way
+    on every run. The wrapped sampler is `.sampler` so that Lightning's set_epoch reaches a
+    batch sampler too (it looks for loader.batch_sampler.sampler)."""
+
+    def __init__(self, sampler, seed: int, batches: bool = False):
+        self.sampler, self.seed, self.batches = sampler, seed, batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        epoch, draws = self.sampler.epoch, list(self.sampler)
+        n = sum(map(len, draws)) if self.batches else len(draws)
+        seeds = iter(np.random.SeedSequence([self.seed, epoch, AUGMENT_STREAM])
+                     .generate_state(n).tolist())
+        if self.batches:
+            return iter([[(i, next(seeds)) for i in batch] for batch in draws])
+        return iter([(i, next(seeds)) for i in draws])

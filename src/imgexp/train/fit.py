@@ -1,7 +1,6 @@
 """The training run: data -> model -> Trainer.fit -> test on the best checkpoint -> run files."""
 
 import csv
-import json
 import logging
 import time
 import warnings
@@ -21,12 +20,13 @@ from imgexp.models.factory import read_checkpoint
 from imgexp.tracking.environment import warn_if_environment_differs
 from imgexp.tracking.run_files import to_number, write_run_info
 from imgexp.tracking.wandb_run import finish_wandb, flatten_config, run_identity
+from imgexp.training.batch_seed import SeedEachBatch
 from imgexp.training.build import instantiate_callbacks, instantiate_loggers
 from imgexp.training.checkpoint_io import AtomicCheckpointIO
 from imgexp.training.ddp import adapt_trainer_config, is_rank_zero
 from imgexp.training.loader_state import ResumeLoaderPosition
 from imgexp.training.pruning import trial_pruning
-from imgexp.training.wall_clock import WallClock
+from imgexp.training.wall_time import WallTime
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,6 @@ def _continue_in_checkpoint_run(cfg: DictConfig) -> None:
         log.info("Resuming %s: continuing in its run directory %s", ckpt, run_dir)
         with open_dict(cfg):
             cfg.paths.output_dir = str(run_dir)
-
-
-def _wall_time_before(run_dir: Path) -> float:
-    """wall_time_s of the last process of a resumed run that finished (0: none did)."""
-    path = run_dir / "run_info.json"
-    return float(json.loads(path.read_text()).get("wall_time_s") or 0) if path.is_file() else 0.0
 
 
 def _keep_csv_rows(loggers: list[Logger], global_step: int) -> None:
@@ -104,7 +98,6 @@ def fit_and_test(cfg: DictConfig) -> dict:
     if resume:
         _continue_in_checkpoint_run(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    clock = WallClock(start, _wall_time_before(run_dir) if resume else 0.0)
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_rank_zero():  # under DDP every rank runs this function; one writes the run's files
         write_frame_atomic(datamodule.split_table(), run_dir / "data_split.csv")
@@ -117,8 +110,9 @@ def fit_and_test(cfg: DictConfig) -> dict:
     if resume:
         _keep_csv_rows(loggers, resume["global_step"])
     pruning = trial_pruning(cfg)  # None unless the run is an Optuna trial
-    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), ResumeLoaderPosition(), clock,
-                 *([pruning] if pruning else [])]
+    wall = WallTime(start)
+    callbacks = [*instantiate_callbacks(cfg.get("callbacks")), ResumeLoaderPosition(),
+                 SeedEachBatch(cfg.seed), wall, *([pruning] if pruning else [])]
     adapt_trainer_config(cfg)
     # nothing to learn (descriptors + k-NN head): one pass builds the gallery and saves it
     one_pass = {"max_epochs": 1, "limit_train_batches": 1} if model.gallery_only else {}
@@ -160,7 +154,7 @@ def fit_and_test(cfg: DictConfig) -> dict:
     finally:
         finish_wandb(loggers, metrics, exit_code)
         if is_rank_zero():
-            write_run_info(run_dir, cfg.seed, datamodule.manifest_hash(), clock.total(),
+            write_run_info(run_dir, cfg.seed, datamodule.manifest_hash(), wall.elapsed(),
                            extra={"exit_code": exit_code, "data_cache": datamodule.cache_used,
                                   "world_size": trainer.world_size,
                                   # what its test computed in: imgexp-eval's `auto` follows it

@@ -97,22 +97,22 @@ class ProgressiveUnfreezing(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         epoch = trainer.current_epoch
         for g in self.groups:
-            trainable = epoch >= g["epoch"] or self.keep_requires_grad
-            for p in g["params"]:
-                p.requires_grad_(trainable)
             if epoch == g["epoch"] and g["epoch"] > 0:
                 log.info("epoch %d: unfreezing %s", epoch, g["name"])
         self._hold_frozen(trainer, pl_module, epoch)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # the scheduler sets every group's LR after each step; frozen ones go back to 0
-        # before the next optimizer step
+        # before the next optimizer step. requires_grad too: a run resumed mid-epoch gets no
+        # on_train_epoch_start (a frozen stage with gradients would fill Adam's moments)
         self._hold_frozen(trainer, pl_module, trainer.current_epoch)
 
     def _hold_frozen(self, trainer, pl_module, epoch: int) -> None:
         # Lightning restores each module's own mode after validation, so a stage that was
         # frozen (BN in eval) must be put back in train mode explicitly when it thaws
         for g in self.groups:
+            for p in g["params"]:
+                p.requires_grad_(epoch >= g["epoch"] or self.keep_requires_grad)
             for name in g["bn"]:
                 pl_module.backbone.get_submodule(name).train(
                     pl_module.training and epoch >= g["epoch"])
