@@ -213,7 +213,7 @@ def test_augmentation_is_drawn_from_seed_epoch_and_position_not_workers_or_globa
     each draw's augmentation seed comes from (split_seed, epoch, position in the epoch)."""
     root = _folder(tmp_path / "imgs", {"a": 12, "b": 3})
     common = ["data=folder", f"data.root={root}", "data.image_size=12", "data.batch_size=4",
-              "data.ratios=[2,1,1]", "augmentation=geometric", "data.min_per_class=6"]
+              "data.ratios=[0.5,0.25,0.25]", "augmentation=geometric", "data.min_per_class=6"]
 
     def epoch(workers: int, global_seed: int, number: int) -> list[dict]:
         torch.manual_seed(global_seed)
