@@ -3,6 +3,7 @@ opens it. A pickle whose payload would create a marker file is refused, in one l
 what it needed, by every stage that takes a checkpoint; and the marker never appears."""
 
 import builtins
+import copy
 import os
 import pathlib
 import pickle
@@ -87,6 +88,21 @@ def hostile(tmp_path_factory, digits_ckpt) -> dict:
     files["text"] = (folder / "text.ckpt", None, "not a readable checkpoint")
     (folder / "random.ckpt").write_bytes(bytes(range(256)) * 8)
     files["random"] = (folder / "random.ckpt", None, "not a readable checkpoint")
+    # data only, yet its config names callables: torch.load of a pickle it carries (Hydra's
+    # own blocklist stops os.system, not this chain), for what every stage builds and for the
+    # callbacks a resume runs
+    for name, key in (("config", "model"), ("callbacks", "callbacks")):
+        marker[name] = folder / f"MARK_{name}"
+        chain = {"_target_": "torch.load", "weights_only": False, "_args_": [
+            {"_target_": "io.BytesIO", "_args_": [{"_target_": "builtins.bytes.fromhex", "_args_": [
+                pickle.dumps(Payload(os.system, f"touch {marker[name]}"), protocol=2).hex()]}]}]}
+        config = copy.deepcopy(good["imgexp"]["config"])
+        if key == "model":
+            config["model"]["backbone"] = chain
+        else:
+            config["callbacks"]["chain"] = chain
+        files[name] = (_save(folder / f"{name}.ckpt", {**good, "imgexp": {
+            **good["imgexp"], "config": config}}), marker[name], "names torch.load")
     (folder / "dir.ckpt").mkdir()
     files["directory"] = (folder / "dir.ckpt", None, "not found")
     return files
@@ -99,7 +115,7 @@ def _one_line(error: pytest.ExceptionInfo, path, says: str) -> None:
 
 @pytest.mark.parametrize("name", ["system", "system4", "touch", "exec", "subclass", "numpy",
                                   "dictconfig", "not_a_dict", "zip_layout", "truncated", "empty",
-                                  "text", "random", "directory"])
+                                  "text", "random", "directory", "config"])
 def test_every_hostile_file_is_refused_in_one_line_and_runs_nothing(hostile, name):
     path, marker, says = hostile[name]
     with pytest.raises(ImgexpError) as error:
@@ -181,14 +197,17 @@ def _stages(data_dir, digits_root, small_root, out):
     }
 
 
-@pytest.mark.parametrize("payload", ["system", "touch"])
+@pytest.mark.parametrize("payload", ["system", "touch", "config"])
 def test_no_stage_runs_a_checkpoint_payload(hostile, payload, data_dir, digits_root, small_root,
                                             tmp_path):
     path, marker, says = hostile[payload]
     for name, opens in _stages(data_dir, digits_root, small_root, tmp_path).items():
         with pytest.raises(ImgexpError) as error:
             opens(path)
-        _one_line(error, path, says)
+        # a backbone's checkpoint_path reads the weights only, never the config: its refusal
+        # here is theirs not fitting this model
+        _one_line(error, path, "checkpoint_path" if payload == "config" and "backbone" in name
+                  else says)
         assert not marker.exists(), f"{name} ran the payload"
 
 
@@ -200,6 +219,17 @@ def test_the_command_line_prints_the_refusal_in_one_line(hostile, tmp_path):
     assert proc.returncode == 1 and not marker.exists()
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path} is refused: it needs "), lines
+
+
+def test_a_resume_runs_no_callback_its_checkpoint_names(hostile, tmp_path):
+    """The callbacks a resume inherits are called too: a chain there is refused before any."""
+    path, marker, says = hostile["callbacks"]
+    proc = subprocess.run([sys.executable, "-m", "imgexp.train", f"ckpt_path={path}",
+                           f"hydra.run.dir={tmp_path / 'launch'}"], capture_output=True,
+                          text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and not marker.exists(), proc.stderr[-2000:]
+    assert len(lines) == 1 and says in lines[0] and "callbacks.chain" in lines[0], lines
 
 
 # -- what imgexp writes is what it reads ---------------------------------------------------------

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from imgexp.data.names import check_class_names
 from imgexp.errors import ImgexpError
 from imgexp.models.module import ImageClassifier
-from imgexp.models.safe_load import safe_load
+from imgexp.models.safe_load import check_targets, safe_load
 
 
 def build_mixup(cfg: DictConfig | None, num_classes: int):
@@ -84,6 +84,9 @@ def read_checkpoint(path: str | Path) -> dict:
         raise ImgexpError(f"{path} is not an imgexp checkpoint (no class names/config inside)")
     check_checkpoint_contents(path, ckpt)
     check_class_names(ckpt["imgexp"]["class_names"], f"checkpoint {path}")
+    # what every stage builds from it (Hydra's own section is never built from a checkpoint;
+    # a resume checks the callbacks and loggers it runs)
+    check_targets(path, ckpt["imgexp"]["config"], skip=("hydra", "callbacks", "logger"))
     return ckpt
 
 

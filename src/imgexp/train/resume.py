@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from imgexp.atomic import write_text_atomic
 from imgexp.errors import ImgexpError
 from imgexp.models.factory import read_checkpoint
+from imgexp.models.safe_load import check_targets, untrusted_targets
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         _check(leaf, old, new, run, cfg, origin[leaf])
     for leaf in changes:
         _apply(run, cfg, leaf)
+    # the run's callbacks and loggers are called too: only imgexp's, or what this command
+    # line names itself (the user's own code)
+    check_targets(cfg.ckpt_path, OmegaConf.to_container(run), skip=("hydra",),
+                  also=[t for _, t in untrusted_targets(OmegaConf.to_container(cfg))])
     OmegaConf.set_struct(run, True)
     _record(run)
     shown = list(dict.fromkeys(origin[leaf] for leaf in sorted(changes)))
