@@ -21,6 +21,28 @@ TRAINER_PRECISIONS = {"32-true": "fp32", "32": "fp32", "64-true": "fp32", "64": 
                       "bf16-mixed": "bf16", "bf16-true": "bf16", "bf16": "bf16"}
 
 
+THREADS_ENV = "IMGEXP_THREADS"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a cgroup or taskset may allow fewer than the
+    machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def fix_threads() -> int:
+    """The CPU threads a run computes with: they set the order of its float sums, so its
+    numbers. One per core this process may use (IMGEXP_THREADS=N to choose), not what a
+    launcher left in OMP_NUM_THREADS (joblib's workers get cores / n_jobs): a trial of a
+    joblib sweep then gives the numbers of the same command run alone."""
+    value = os.environ.get(THREADS_ENV, "")
+    if value and not (value.isdigit() and int(value) > 0):
+        raise ImgexpError(f"{THREADS_ENV}={value!r}: give a number of threads (1, 2, ...)")
+    threads = int(value) if value else usable_cores()
+    torch.set_num_threads(threads)
+    return threads
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

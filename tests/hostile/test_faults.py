@@ -155,7 +155,7 @@ def test_a_resume_into_a_run_still_in_use_is_refused(tmp_path, holder, digits_ru
         (digits_run / "checkpoints" / "last.ckpt").read_bytes())
     first = holder(run)
     # a resume takes its run's recipe: only what it allows on top (no TRAIN overrides)
-    out = _stage("train", ["logger=csv", f"paths.data_dir={data_dir}",
+    out = _stage("train", ["logger=csv", "trainer.max_epochs=99", f"paths.data_dir={data_dir}",
                            f"hydra.run.dir={tmp_path / 'b'}",
                            f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
     _one_line_error(out, f"PID {first.pid}", "ckpt_path=")

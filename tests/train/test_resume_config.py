@@ -86,6 +86,14 @@ def test_ckpt_path_alone_trains_on_with_the_runs_config(run, tmp_path):
     assert launched.data.image_size == 16 and launched.trainer.max_epochs == 3
 
 
+def test_a_finished_run_is_not_resumed(run, tmp_path):
+    """Resuming a finished run only tested it again and stripped metrics.json of its
+    train/val figures (found by the stranger)."""
+    ckpt = run / "checkpoints" / "last.ckpt"
+    with pytest.raises(ImgexpError, match="ends a finished run .* add epochs"):
+        resumed(ckpt, tmp_path / "launch")
+
+
 @pytest.mark.slow
 def test_an_override_changing_the_data_is_one_line_and_writes_nothing(run, tmp_path):
     before = files(run)
@@ -123,8 +131,10 @@ def test_fewer_epochs_are_refused_and_repeating_the_runs_values_is_no_change(run
     with pytest.raises(ImgexpError, match="trainer.max_epochs=1: the resumed run was planned "
                                           "for 2 epochs"):
         resumed(last, tmp_path, "trainer.max_epochs=1")
-    cfg = resumed(last, tmp_path, *RUN, f"data.root={run.parent / 'images'}")
-    assert cfg.data.image_size == 16 and cfg.trainer.max_epochs == 2
+    # the run's own values again change nothing (more epochs: a finished run is not resumed)
+    cfg = resumed(last, tmp_path, *RUN, "trainer.max_epochs=3",
+                  f"data.root={run.parent / 'images'}")
+    assert cfg.data.image_size == 16 and cfg.trainer.max_epochs == 3
 
 
 def test_harmless_overrides_apply_and_a_bare_checkpoint_keeps_its_config(run, tmp_path):

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 
 from imgexp.atomic import write_frame_atomic, write_json_atomic
 from imgexp.data.build import build_datamodule
+from imgexp.device import fix_threads
 from imgexp.errors import ImgexpError
 from imgexp.folder_lock import hold_folder
 from imgexp.models import build_model
@@ -88,6 +89,7 @@ def collect_metrics(trainer: L.Trainer, module) -> dict:
 def fit_and_test(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
+    threads = fix_threads()
     warn_if_environment_differs(cfg)  # a relaunch or resume in other package versions
     datamodule = build_datamodule(cfg)
     datamodule.resolve()
@@ -158,5 +160,5 @@ def fit_and_test(cfg: DictConfig) -> dict:
                            extra={"exit_code": exit_code, "data_cache": datamodule.cache_used,
                                   "world_size": trainer.world_size,
                                   # what its test computed in: imgexp-eval's `auto` follows it
-                                  "precision": str(trainer.precision)})
+                                  "precision": str(trainer.precision), "threads": threads})
     return metrics

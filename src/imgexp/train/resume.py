@@ -58,6 +58,7 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         _check(leaf, old, new, run, cfg, origin[leaf])
     for leaf in changes:
         _apply(run, cfg, leaf)
+    _check_unfinished(cfg.ckpt_path, ckpt, run)
     # the run's callbacks and loggers are called too: only imgexp's, or what this command
     # line names itself (the user's own code)
     check_targets(cfg.ckpt_path, OmegaConf.to_container(run), skip=("hydra",),
@@ -70,6 +71,17 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     if "trainer.max_epochs" in changes:
         log.info(_more_epochs(run, ckpt, *changes["trainer.max_epochs"]))
     return run
+
+
+def _check_unfinished(path, ckpt: dict, run: DictConfig) -> None:
+    """A finished run has nothing to resume: Lightning would only test it again and
+    metrics.json would lose its train/val figures."""
+    done = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}) \
+        .get("current", {}).get("processed")  # completed is counted after the last save
+    if isinstance(done, int) and done >= run.trainer.max_epochs:
+        raise ImgexpError(f"{path} ends a finished run ({done} of {run.trainer.max_epochs} "
+                          f"epochs): nothing to resume; add epochs (trainer.max_epochs="
+                          f"{done + 1} or more) or evaluate it (imgexp-eval ckpt_path={path})")
 
 
 def _record(run: DictConfig) -> None:
