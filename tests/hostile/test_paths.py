@@ -32,7 +32,7 @@ BAD_NAMES = {
     "parent": "../../escaped", "absolute": None, "separator": "a/b", "backslash": "a\\b",
     "dotdot": "..", "dot": ".", "hidden": ".hidden", "dash": "-rf", "nul": "a\x00b",
     "newline": "a\nb", "tab": "a\tb", "empty": "", "con": "CON", "nul_device": "nul.txt",
-    "com1": "com1", "lpt9": "LPT9.png",
+    "com1": "com1", "lpt9": "LPT9.png", "too_long": "x" * 256, "c1_control": "a\x85b",
 }
 # the kinds a folder on Linux can be named (no "/", no NUL; dot-folders are skipped as hidden)
 FOLDER_KINDS = ["backslash", "dash", "newline", "con", "nul_device", "com1"]
@@ -185,11 +185,13 @@ def test_checkpoint_class_names_are_refused_by_export(tmp_path, digits_ckpt):
     assert snapshot(tmp_path, tmp_path / "run") == before
 
 
-@pytest.mark.parametrize("kind", [*MODEL_KINDS, "newline", "not_a_list"])
+@pytest.mark.parametrize("kind", [*MODEL_KINDS, "newline", "not_a_list", "too_long",
+                                  "c1_control", "duplicate"])
 def test_onnx_metadata_class_names_are_refused_by_predict(kind, tmp_path, digits_root):
     from imgexp.predict.pipeline import predict_folder
 
-    names = json.dumps("../x" if kind == "not_a_list" else [bad_name(kind, tmp_path), "ok"])
+    names = json.dumps("../x" if kind == "not_a_list" else ["0", "0"] if kind == "duplicate"
+                       else [bad_name(kind, tmp_path), "ok"])
     model = crafted_onnx(tmp_path / "crafted.onnx", names)
     inputs, output = predict_inputs(tmp_path, digits_root), tmp_path / "deep" / "er" / "out"
     before = snapshot(tmp_path, tmp_path / "run")
@@ -197,6 +199,19 @@ def test_onnx_metadata_class_names_are_refused_by_predict(kind, tmp_path, digits
         predict_folder(predict_config(tmp_path, model, inputs, output))
     assert_one_line(error, f"ONNX metadata of {model}")
     assert snapshot(tmp_path, tmp_path / "run", output) == before
+
+
+@pytest.mark.parametrize("name", ["predictions.csv", "rejected.csv", "summary.json", "_unknown"])
+def test_predict_refuses_a_class_named_like_its_own_output(name, tmp_path, digits_root):
+    from imgexp.predict.pipeline import predict_folder
+
+    model = crafted_onnx(tmp_path / "crafted.onnx", json.dumps(["ok", name]))
+    inputs, output = predict_inputs(tmp_path, digits_root), tmp_path / "deep" / "er" / "out"
+    before = snapshot(tmp_path, tmp_path / "run")
+    with pytest.raises(Exception) as error:
+        predict_folder(predict_config(tmp_path, model, inputs, output))
+    assert_one_line(error, repr(name), "rename that class")
+    assert snapshot(tmp_path, tmp_path / "run") == before  # not even the output folder
 
 
 def test_predict_cli_refuses_an_onnx_name_leading_out_in_one_line(tmp_path, digits_root):
