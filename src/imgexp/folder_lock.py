@@ -76,10 +76,22 @@ def _acquire(folder: Path, key: str) -> int:
     return fd
 
 
+def check_folder(folder: Path, key: str) -> None:
+    """A folder a stage writes into that is, or lies under, a file: one line, not mkdir's
+    FileExistsError or NotADirectoryError traceback."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == folder:
+        raise ImgexpError(f"{key}={folder} is a file, not a folder: choose a folder")
+    if blocker is not None:
+        raise ImgexpError(f"{key}={folder} lies under {blocker}, a file, not a folder: choose "
+                          "a folder")
+
+
 def hold_folder(folder: str | Path, key: str) -> None:
     """Lock `folder` until the current stage scope ends; `key` is the option that chose it
     (named in the refusal). A folder this process holds already is not locked twice."""
     folder = Path(folder).expanduser().resolve()
+    check_folder(folder, key)
     if not _scopes or folder in _held or _secondary_rank():
         return
     _held[folder] = _acquire(folder, key)

@@ -209,3 +209,30 @@ def test_a_read_only_run_folder_is_one_line(read_only_folder, data_dir):
                            f"hydra.run.dir={read_only_folder / 'run'}"])
     _one_line_error(out, "cannot write in", str(read_only_folder / "run"))
     assert list(read_only_folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_predict_output_that_is_a_file_is_one_line(tmp_path, digits_ckpt, digits_root, under):
+    from helpers.config import compose_config
+    from imgexp.errors import ImgexpError
+    from imgexp.predict.pipeline import predict_folder
+
+    a_file = tmp_path / "taken"
+    a_file.write_text("mine")
+    output = a_file / "out" if under else a_file
+    cfg = compose_config("predict", [f"ckpt_path={digits_ckpt}", f"input={digits_root / '3'}",
+                                     f"output={output}", "device=cpu"], tmp_path / "run")
+    with pytest.raises(ImgexpError, match="a file, not a folder") as error:
+        predict_folder(cfg)
+    assert f"output={output}" in str(error.value) and "\n" not in str(error.value)
+    assert a_file.read_text() == "mine"
+
+
+def test_a_run_folder_that_is_a_file_is_one_line(tmp_path, data_dir):
+    run = tmp_path / "run"
+    run.write_text("mine")
+    out = _stage("train", [*TRAIN, "trainer=debug", f"paths.data_dir={data_dir}",
+                           f"hydra.run.dir={run}"])
+    _one_line_error(out, f"hydra.run.dir={run} is a file, not a folder")
+    assert "Warning" not in out.stderr and run.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
