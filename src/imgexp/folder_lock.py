@@ -117,8 +117,19 @@ def release_all() -> None:
         _close_scope()
 
 
+def _forget_in_child() -> None:
+    """A forked child (a DataLoader worker) inherits the lock files' descriptors, and a flock
+    lasts while any copy is open: closed here, a killed stage's lock ends with the stage, not
+    with its last worker. The child releases nothing else (the file stays: its parent's)."""
+    for fd in _held.values():
+        os.close(fd)
+    _held.clear()
+    _scopes.clear()
+
+
 # a stage that ends in sys.exit (a user error) skips Hydra's end callbacks
 atexit.register(release_all)
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _refuse(exc: ImgexpError) -> None:

@@ -236,3 +236,28 @@ def test_a_run_folder_that_is_a_file_is_one_line(tmp_path, data_dir):
     _one_line_error(out, f"hydra.run.dir={run} is a file, not a folder")
     assert "Warning" not in out.stderr and run.read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_the_lock_of_a_killed_stage_is_free_while_its_forked_workers_live(tmp_path):
+    from imgexp import folder_lock
+
+    run = tmp_path / "run"
+    # a stage holding its lock forks a worker (as a DataLoader does), then is killed
+    script = HOLD.replace("sys.stdin.read()", (
+        "import os, signal, time\n"
+        "child = os.fork()\n"
+        "if child == 0:\n    os.closerange(0, 3); time.sleep(600); os._exit(0)\n"
+        "print(child, flush=True); os.kill(os.getpid(), signal.SIGKILL)"))
+    killed = subprocess.run([sys.executable, "-c", script, str(run)], env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    worker = int(killed.stdout.split()[-1])
+    try:
+        os.kill(worker, 0)  # the worker still runs
+        folder_lock._open_scope()
+        try:
+            folder_lock.hold_folder(run, "hydra.run.dir")  # not refused naming the dead PID
+        finally:
+            folder_lock._close_scope()
+    finally:
+        os.kill(worker, signal.SIGKILL)
