@@ -15,6 +15,16 @@ RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
 MAX_NAME_BYTES = 255  # one folder name on ext4, XFS, btrfs, APFS, NTFS (UTF-8 or UTF-16 units)
 
 
+def is_utf8(name: str) -> bool:
+    """False for a file name whose bytes are not UTF-8 (Python keeps them as lone surrogates,
+    surrogateescape): a CSV or JSON cannot list it, so every stage leaves it out by name."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def name_problem(name) -> str | None:
     """Why `name` cannot be a class folder name, or None."""
     if not isinstance(name, str):
@@ -29,7 +39,9 @@ def name_problem(name) -> str | None:
         return "starts with a dot (a hidden file)"
     if name.startswith("-"):
         return "starts with a dash (read as an option by command-line tools)"
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+    if not is_utf8(name):
+        return "is not valid UTF-8"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         return f"is longer than a folder name can be ({MAX_NAME_BYTES} bytes in UTF-8)"
     # Cc: the C0 and C1 controls and DEL (U+0085 is a line break to some tools)
     if any(unicodedata.category(c) == "Cc" for c in name):
