@@ -151,6 +151,16 @@ class FolderLock(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         _open_scope(config)
         self._hold(config.hydra.run.dir, "hydra.run.dir")
+        if config.hydra.job.name == "train" and not config.get("ckpt_path"):
+            self._fresh(Path(config.hydra.run.dir).expanduser().resolve())
+
+    def _fresh(self, run: Path) -> None:
+        """A new training into a run folder that holds one would mix the two (its checkpoints,
+        the other's metrics): refused before Hydra writes over its .hydra/."""
+        if (run / "checkpoints").is_dir() or (run / "metrics.json").exists():
+            _refuse(ImgexpError(f"{run} holds a finished run: resume it with ckpt_path="
+                                f"{run / 'checkpoints' / 'last.ckpt'}, or choose another "
+                                "hydra.run.dir"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _open_scope(config)

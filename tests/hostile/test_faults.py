@@ -261,3 +261,16 @@ def test_the_lock_of_a_killed_stage_is_free_while_its_forked_workers_live(tmp_pa
             folder_lock._close_scope()
     finally:
         os.kill(worker, signal.SIGKILL)
+
+
+def test_a_fresh_training_into_a_finished_run_is_refused(tmp_path, data_dir):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"run 1's")
+    before = sorted(p.relative_to(run).as_posix() for p in run.rglob("*"))
+    out = _stage("train", [*TRAIN, "trainer=debug", f"paths.data_dir={data_dir}",
+                           f"hydra.run.dir={run}"])
+    _one_line_error(out, f"{run} holds a finished run",
+                    f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == before  # no .hydra/
+    assert (run / "checkpoints" / "best.ckpt").read_bytes() == b"run 1's"
