@@ -76,10 +76,22 @@ def _acquire(folder: Path, key: str) -> int:
     return fd
 
 
+def check_folder(folder: Path, key: str) -> None:
+    """A folder a stage writes into that is, or lies under, a file: one line, not mkdir's
+    FileExistsError or NotADirectoryError traceback."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == folder:
+        raise ImgexpError(f"{key}={folder} is a file, not a folder: choose a folder")
+    if blocker is not None:
+        raise ImgexpError(f"{key}={folder} lies under {blocker}, a file, not a folder: choose "
+                          "a folder")
+
+
 def hold_folder(folder: str | Path, key: str) -> None:
     """Lock `folder` until the current stage scope ends; `key` is the option that chose it
     (named in the refusal). A folder this process holds already is not locked twice."""
     folder = Path(folder).expanduser().resolve()
+    check_folder(folder, key)
     if not _scopes or folder in _held or _secondary_rank():
         return
     _held[folder] = _acquire(folder, key)
@@ -105,8 +117,19 @@ def release_all() -> None:
         _close_scope()
 
 
+def _forget_in_child() -> None:
+    """A forked child (a DataLoader worker) inherits the lock files' descriptors, and a flock
+    lasts while any copy is open: closed here, a killed stage's lock ends with the stage, not
+    with its last worker. The child releases nothing else (the file stays: its parent's)."""
+    for fd in _held.values():
+        os.close(fd)
+    _held.clear()
+    _scopes.clear()
+
+
 # a stage that ends in sys.exit (a user error) skips Hydra's end callbacks
 atexit.register(release_all)
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _refuse(exc: ImgexpError) -> None:
@@ -128,6 +151,16 @@ class FolderLock(Callback):
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         _open_scope(config)
         self._hold(config.hydra.run.dir, "hydra.run.dir")
+        if config.hydra.job.name == "train" and not config.get("ckpt_path"):
+            self._fresh(Path(config.hydra.run.dir).expanduser().resolve())
+
+    def _fresh(self, run: Path) -> None:
+        """A new training into a run folder that holds one would mix the two (its checkpoints,
+        the other's metrics): refused before Hydra writes over its .hydra/."""
+        if (run / "checkpoints").is_dir() or (run / "metrics.json").exists():
+            _refuse(ImgexpError(f"{run} holds a finished run: resume it with ckpt_path="
+                                f"{run / 'checkpoints' / 'last.ckpt'}, or choose another "
+                                "hydra.run.dir"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _open_scope(config)

@@ -209,3 +209,68 @@ def test_a_read_only_run_folder_is_one_line(read_only_folder, data_dir):
                            f"hydra.run.dir={read_only_folder / 'run'}"])
     _one_line_error(out, "cannot write in", str(read_only_folder / "run"))
     assert list(read_only_folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_predict_output_that_is_a_file_is_one_line(tmp_path, digits_ckpt, digits_root, under):
+    from helpers.config import compose_config
+    from imgexp.errors import ImgexpError
+    from imgexp.predict.pipeline import predict_folder
+
+    a_file = tmp_path / "taken"
+    a_file.write_text("mine")
+    output = a_file / "out" if under else a_file
+    cfg = compose_config("predict", [f"ckpt_path={digits_ckpt}", f"input={digits_root / '3'}",
+                                     f"output={output}", "device=cpu"], tmp_path / "run")
+    with pytest.raises(ImgexpError, match="a file, not a folder") as error:
+        predict_folder(cfg)
+    assert f"output={output}" in str(error.value) and "\n" not in str(error.value)
+    assert a_file.read_text() == "mine"
+
+
+def test_a_run_folder_that_is_a_file_is_one_line(tmp_path, data_dir):
+    run = tmp_path / "run"
+    run.write_text("mine")
+    out = _stage("train", [*TRAIN, "trainer=debug", f"paths.data_dir={data_dir}",
+                           f"hydra.run.dir={run}"])
+    _one_line_error(out, f"hydra.run.dir={run} is a file, not a folder")
+    assert "Warning" not in out.stderr and run.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_the_lock_of_a_killed_stage_is_free_while_its_forked_workers_live(tmp_path):
+    from imgexp import folder_lock
+
+    run = tmp_path / "run"
+    # a stage holding its lock forks a worker (as a DataLoader does), then is killed
+    script = HOLD.replace("sys.stdin.read()", (
+        "import os, signal, time\n"
+        "child = os.fork()\n"
+        "if child == 0:\n    os.closerange(0, 3); time.sleep(600); os._exit(0)\n"
+        "print(child, flush=True); os.kill(os.getpid(), signal.SIGKILL)"))
+    killed = subprocess.run([sys.executable, "-c", script, str(run)], env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    worker = int(killed.stdout.split()[-1])
+    try:
+        os.kill(worker, 0)  # the worker still runs
+        folder_lock._open_scope()
+        try:
+            folder_lock.hold_folder(run, "hydra.run.dir")  # not refused naming the dead PID
+        finally:
+            folder_lock._close_scope()
+    finally:
+        os.kill(worker, signal.SIGKILL)
+
+
+def test_a_fresh_training_into_a_finished_run_is_refused(tmp_path, data_dir):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"run 1's")
+    before = sorted(p.relative_to(run).as_posix() for p in run.rglob("*"))
+    out = _stage("train", [*TRAIN, "trainer=debug", f"paths.data_dir={data_dir}",
+                           f"hydra.run.dir={run}"])
+    _one_line_error(out, f"{run} holds a finished run",
+                    f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")
+    assert sorted(p.relative_to(run).as_posix() for p in run.rglob("*")) == before  # no .hydra/
+    assert (run / "checkpoints" / "best.ckpt").read_bytes() == b"run 1's"

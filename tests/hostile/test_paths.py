@@ -10,6 +10,7 @@ folder and sources byte-identical.
 """
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,10 +33,11 @@ BAD_NAMES = {
     "parent": "../../escaped", "absolute": None, "separator": "a/b", "backslash": "a\\b",
     "dotdot": "..", "dot": ".", "hidden": ".hidden", "dash": "-rf", "nul": "a\x00b",
     "newline": "a\nb", "tab": "a\tb", "empty": "", "con": "CON", "nul_device": "nul.txt",
-    "com1": "com1", "lpt9": "LPT9.png",
+    "com1": "com1", "lpt9": "LPT9.png", "too_long": "x" * 256, "c1_control": "a\x85b",
+    "non_utf8": "a\udcffb",  # the bytes a\xffb as Python reads a file name
 }
 # the kinds a folder on Linux can be named (no "/", no NUL; dot-folders are skipped as hidden)
-FOLDER_KINDS = ["backslash", "dash", "newline", "con", "nul_device", "com1"]
+FOLDER_KINDS = ["backslash", "dash", "newline", "con", "nul_device", "com1", "non_utf8"]
 # a sample of kinds fed through the slower entries (a model is loaded each time)
 MODEL_KINDS = ["parent", "absolute", "separator", "dotdot", "dash", "con"]
 BAD_LIMIT = "10000"  # IMGEXP_MAX_IMAGE_PIXELS in the bomb tests: a 200x200 image is over it
@@ -77,7 +79,8 @@ def test_class_map_value_is_refused(kind, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("kind", [k for k in BAD_NAMES if k != "nul"])  # csv holds no NUL
+# a csv holds no NUL, and pandas writes no non-UTF-8 text
+@pytest.mark.parametrize("kind", [k for k in BAD_NAMES if k not in ("nul", "non_utf8")])
 def test_manifest_label_is_refused(kind, tmp_path):
     root = class_folders(tmp_path / "data", {"a": 3, "b": 3})
     name = bad_name(kind, tmp_path)
@@ -185,11 +188,13 @@ def test_checkpoint_class_names_are_refused_by_export(tmp_path, digits_ckpt):
     assert snapshot(tmp_path, tmp_path / "run") == before
 
 
-@pytest.mark.parametrize("kind", [*MODEL_KINDS, "newline", "not_a_list"])
+@pytest.mark.parametrize("kind", [*MODEL_KINDS, "newline", "not_a_list", "too_long",
+                                  "c1_control", "duplicate"])
 def test_onnx_metadata_class_names_are_refused_by_predict(kind, tmp_path, digits_root):
     from imgexp.predict.pipeline import predict_folder
 
-    names = json.dumps("../x" if kind == "not_a_list" else [bad_name(kind, tmp_path), "ok"])
+    names = json.dumps("../x" if kind == "not_a_list" else ["0", "0"] if kind == "duplicate"
+                       else [bad_name(kind, tmp_path), "ok"])
     model = crafted_onnx(tmp_path / "crafted.onnx", names)
     inputs, output = predict_inputs(tmp_path, digits_root), tmp_path / "deep" / "er" / "out"
     before = snapshot(tmp_path, tmp_path / "run")
@@ -197,6 +202,19 @@ def test_onnx_metadata_class_names_are_refused_by_predict(kind, tmp_path, digits
         predict_folder(predict_config(tmp_path, model, inputs, output))
     assert_one_line(error, f"ONNX metadata of {model}")
     assert snapshot(tmp_path, tmp_path / "run", output) == before
+
+
+@pytest.mark.parametrize("name", ["predictions.csv", "rejected.csv", "summary.json", "_unknown"])
+def test_predict_refuses_a_class_named_like_its_own_output(name, tmp_path, digits_root):
+    from imgexp.predict.pipeline import predict_folder
+
+    model = crafted_onnx(tmp_path / "crafted.onnx", json.dumps(["ok", name]))
+    inputs, output = predict_inputs(tmp_path, digits_root), tmp_path / "deep" / "er" / "out"
+    before = snapshot(tmp_path, tmp_path / "run")
+    with pytest.raises(Exception) as error:
+        predict_folder(predict_config(tmp_path, model, inputs, output))
+    assert_one_line(error, repr(name), "rename that class")
+    assert snapshot(tmp_path, tmp_path / "run") == before  # not even the output folder
 
 
 def test_predict_cli_refuses_an_onnx_name_leading_out_in_one_line(tmp_path, digits_root):
@@ -419,3 +437,44 @@ def test_a_bad_pixel_limit_is_one_line(monkeypatch):
     with pytest.raises(Exception) as error:
         max_image_pixels()
     assert_one_line(error, "IMGEXP_MAX_IMAGE_PIXELS='lots'")
+
+
+# -- file names that are not UTF-8: left out by every stage, by name, as prepare lists them ------
+def non_utf8_copy(folder: Path, source: Path) -> Path:
+    bad = Path(os.fsdecode(os.fsencode(folder) + b"/bad\xff\xfename.png"))
+    bad.write_bytes(source.read_bytes())
+    return bad
+
+
+def assert_left_out(caplog, bad: Path) -> None:
+    assert repr(os.fsencode(bad)) in caplog.text and "not UTF-8" in caplog.text
+
+
+def test_non_utf8_file_name_is_left_out_by_train_and_select(tmp_path, caplog):
+    from imgexp.select.pipeline import list_images
+
+    root = class_folders(tmp_path / "data", {"a": 4, "b": 4})
+    bad = non_utf8_copy(root / "a", root / "a" / "0.png")
+    flat = class_folders(tmp_path / "flat_parent", {"flat": 2}) / "flat"
+    bad_flat = non_utf8_copy(flat, flat / "0.png")
+    with caplog.at_level("WARNING"):
+        datamodule = ImageDataModule(root=str(root), image_size=16)
+        datamodule.resolve()
+        datamodule.split_table().to_csv(index=False).encode()  # what train writes
+        _, samples = list_images(compose_config("select", ["data=folder", f"data.root={flat}"],
+                                                tmp_path / "run").data)
+    assert len(datamodule.samples) == 8 and len(samples) == 2
+    assert_left_out(caplog, bad)
+    assert_left_out(caplog, bad_flat)
+
+
+def test_non_utf8_file_name_is_left_out_by_predict(tmp_path, digits_ckpt, digits_root, caplog):
+    from imgexp.predict.pipeline import predict_folder
+
+    inputs, output = predict_inputs(tmp_path, digits_root, n=2), tmp_path / "out"
+    bad = non_utf8_copy(inputs, next(inputs.iterdir()))
+    with caplog.at_level("WARNING"):
+        summary = predict_folder(predict_config(tmp_path, digits_ckpt, inputs, output))
+    assert (summary["n_inputs"], summary["n_predicted"]) == (2, 2)
+    assert_left_out(caplog, bad)
+    assert bad.exists() and not [p for p in output.rglob("bad*")]

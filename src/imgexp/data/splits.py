@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from imgexp.data.names import is_utf8
 from imgexp.errors import ImgexpError
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,21 @@ def _warn_folder_link(path: Path) -> None:
                 "root to use them)", path)
 
 
+def skipped_non_utf8(path: Path, folder: Path) -> bool:
+    """A file whose name below `folder` is not UTF-8 is left out by every stage (as
+    imgexp-prepare lists it: "non-UTF-8 name"): no CSV or JSON a stage writes can name it."""
+    if is_utf8(path.relative_to(folder).as_posix()):
+        return False
+    _warn_non_utf8(path)
+    return True
+
+
+@functools.cache
+def _warn_non_utf8(path: Path) -> None:
+    log.warning("%r: its name is not UTF-8, left out (rename it: convmv -f latin1 -t utf8 "
+                "--notest -r FOLDER)", os.fsencode(path))
+
+
 def image_files(folder: str | Path, any_extension: bool = False) -> list[Path]:
     """The one walk of an image folder: every file below `folder` (sorted) but hidden files and
     folders and OS clutter, with an image extension unless `any_extension` (predict tries
@@ -58,7 +75,8 @@ def image_files(folder: str | Path, any_extension: bool = False) -> list[Path]:
                if not any(part.startswith(".") for part in p.relative_to(folder).parts)]
     return [p for p in visible
             if not skipped_folder_link(p) and p.is_file() and p.name not in IGNORED_NAMES
-            and (any_extension or p.suffix.lower() in IMAGE_EXTENSIONS)]
+            and (any_extension or p.suffix.lower() in IMAGE_EXTENSIONS)
+            and not skipped_non_utf8(p, folder)]
 
 
 def _class_files(class_dir: Path, root: Path) -> list[str]:

@@ -16,7 +16,7 @@ from imgexp.atomic import write_json_atomic, write_text_atomic
 from imgexp.data.dataset import ImageFiles, collate_skipping
 from imgexp.data.splits import image_files
 from imgexp.errors import ImgexpError
-from imgexp.folder_lock import hold_folder
+from imgexp.folder_lock import LOCK_NAME, hold_folder
 from imgexp.models.data_config import datamodule_for, input_size, split_loader
 from imgexp.models.error_budget import (
     budget_requested,
@@ -32,6 +32,7 @@ from imgexp.models.scores import (
     threshold_for_false_reject_rate,
 )
 from imgexp.predict.sorting import (
+    INCOMPLETE,
     begin_output,
     check_mode,
     check_unfinished,
@@ -131,6 +132,21 @@ def check_batch_size(batch_size) -> None:
                           "one, or null for the device's default (16 on CPU, 128 on a GPU)")
 
 
+# what predict writes into output= besides the class folders: a class folder by one of these
+# names would take its place (or be taken by it)
+OWN_NAMES = {UNKNOWN: "the folder for images the model is not sure of",
+             "predictions.csv": "predict's table", "rejected.csv": "predict's list of unread files",
+             "summary.json": "predict's summary", INCOMPLETE: "predict's unfinished-run marker",
+             LOCK_NAME: "the output folder's lock"}
+
+
+def check_output_names(names: list[str]) -> None:
+    for name in names:
+        if name in OWN_NAMES:
+            raise ImgexpError(f"the model has a class named {name!r}, the name of "
+                              f"{OWN_NAMES[name]} in output=: rename that class and retrain")
+
+
 def predict_folder(cfg: DictConfig) -> dict:
     check_batch_size(cfg.predict.batch_size)
     settings = PredictSettings(cfg.predict.mode, cfg.predict.unknown_threshold, cfg.predict.ood,
@@ -139,9 +155,7 @@ def predict_folder(cfg: DictConfig) -> dict:
     output = Path(cfg.output).expanduser()
     model, inference = load_for_inference(cfg.ckpt_path, cfg.device, cfg.inference)
     names = model.class_names
-    if UNKNOWN in names:
-        raise ImgexpError(f"the checkpoint has a class named {UNKNOWN}, the folder for "
-                          "rejected images: rename that class and retrain")
+    check_output_names(names)
     # after the model's class names are checked: a refused model leaves no output folder
     hold_folder(output, "output")  # a second predict into it would sort every image twice
     check_unfinished(output)

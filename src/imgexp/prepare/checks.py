@@ -22,6 +22,7 @@ from PIL import ExifTags, Image, ImageOps
 from tqdm import tqdm
 
 from imgexp.data.image_io import UnreadableImage, check_pixels, decode_failure, to_rgb
+from imgexp.data.names import is_utf8
 from imgexp.prepare.sniff import EXTENSION_FORMATS, HEAD_BYTES, sniff
 from imgexp.progress import progress as progress_bar
 
@@ -66,7 +67,7 @@ def inspect_file(root: str, rel: str, options: CheckOptions) -> FileCheck:
     notes: list[str] = []
     try:
         _inspect(os.path.join(root, rel), check, notes, options)
-        if not _is_utf8(rel):
+        if not is_utf8(rel):
             # a manifest is UTF-8 text read by pandas in every stage: such a name cannot be
             # listed faithfully, so the image is left out with the command that fixes it
             raise UnreadableImage(f"non-UTF-8 name: a valid {check.format} whose file name is "
@@ -76,14 +77,6 @@ def inspect_file(root: str, rel: str, options: CheckOptions) -> FileCheck:
         check.reason, check.code = str(exc), exc.reason
     check.notes = tuple(notes)
     return check
-
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")  # undecodable bytes became lone surrogates (surrogateescape)
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _inspect(path: str, check: FileCheck, notes: list[str], opt: CheckOptions) -> None:
