@@ -134,7 +134,9 @@ def _one_repository_for_help() -> None:
 
 
 # numbers in the config that Lightning also accepts as words (devices=auto)
-WORDS_ALLOWED = {"trainer.devices"}
+# trainer.devices takes `auto`; the others have a check of their own that says what the value
+# means (and runs where a test composes the config in-process, without this command line)
+WORDS_ALLOWED = {"trainer.devices", "data.cache_budget_mb", "eval.knn.mmap_k"}
 
 
 def _words_for_numbers(overrides, cfg) -> str | None:

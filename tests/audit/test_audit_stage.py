@@ -139,7 +139,8 @@ def test_a_checkpoint_of_other_classes_is_a_clear_error(source, tmp_path):
     import torch
 
     ckpt = tmp_path / "other.ckpt"
-    torch.save({"imgexp": {"class_names": ["car", "bus"], "config": {}}, "state_dict": {}}, ckpt)
+    torch.save({"imgexp": {"class_names": ["car", "bus"], "config": {"model": {}}},
+                "state_dict": {}}, ckpt)
     with pytest.raises(ImgexpError, match=r"trained on classes \['car', 'bus'\], not on"):
         run(source, tmp_path, f"audit.ckpt_path={ckpt}")
 

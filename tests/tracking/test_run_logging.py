@@ -17,8 +17,8 @@ def test_eval_metrics_reach_the_runs_wandb_run_and_csv_log(tmp_path, monkeypatch
                "wandb": {"_target_": "lightning.pytorch.loggers.WandbLogger",
                          "project": "imgexp", "mode": "offline"}}
     ckpt = run / "checkpoints" / "best.ckpt"
-    torch.save({"imgexp": {"class_names": ["a", "b"], "config": {"logger": loggers},
-                           "wandb_run_id": "evaltest1"}}, ckpt)
+    torch.save({"imgexp": {"class_names": ["a", "b"], "config": {"model": {}, "logger": loggers},
+                           "wandb_run_id": "evaltest1"}, "state_dict": {}}, ckpt)
     done = log_to_run_loggers(ckpt, {"test/acc": 0.875, "test/balanced_acc": 0.5})
     assert done == [str(run / "csv" / "metrics.csv"), "wandb run evaltest1"]
     table = pd.read_csv(run / "csv" / "metrics.csv")
