@@ -42,6 +42,15 @@ CASES = {
                                           "callbacks.progressive_unfreezing.unfreeze_at=[1,2]",
                                           "callbacks.last_checkpoint.every_n_train_steps=2"],
                                          "folder", kill_at(1, batch=1)),
+    # the digits' metric-learning presets: P x K batches, hard triplets / contrastive pairs,
+    # progressive unfreezing at epochs 1 and 2
+    "digits_triplet-epoch_end": (["experiment=digits_triplet", *DIGITS], "digits", kill_at(2)),
+    "digits_siamese-epoch_end": (["experiment=digits_siamese", *DIGITS], "digits", kill_at(2)),
+    # the document seed's Corel recipe: no augmentation, its own CNN's dropout
+    "corel_cnn-folder-epoch_end": (["experiment=corel_cnn", "data.image_size=96",
+                                    "model.backbone.channels=[8,8,8,8]"], "folder",
+                                    kill_at(2)),
+    # (corel_cbir learns nothing: one pass builds its gallery, there is no run to resume)
 }
 
 
