@@ -58,11 +58,11 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         _check(leaf, old, new, run, cfg, origin[leaf])
     for leaf in changes:
         _apply(run, cfg, leaf)
-    _check_unfinished(cfg.ckpt_path, ckpt, run)
     # the run's callbacks and loggers are called too: only imgexp's, or what this command
     # line names itself (the user's own code)
     check_targets(cfg.ckpt_path, OmegaConf.to_container(run), skip=("hydra",),
                   also=[t for _, t in untrusted_targets(OmegaConf.to_container(cfg))])
+    _check_unfinished(cfg.ckpt_path, ckpt, run)
     OmegaConf.set_struct(run, True)
     _record(run)
     shown = list(dict.fromkeys(origin[leaf] for leaf in sorted(changes)))
